@@ -1,0 +1,94 @@
+"""Named variants (paper Table 1, plus the Ti/S sizes of the follow-up work) -> configs; create_model.
+
+A name is ``vit_{size}{patch}``: ``vit_b16`` is ViT-Base with 16x16 patches. Every variant works at any
+image size (``img_size=``); parameter counts at 224px with 1000 classes match the published table.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import fields, replace
+from typing import Any, Callable
+
+from .vit import ViTConfig, VisionTransformer
+
+# (depth, embed_dim, mlp_dim, heads)
+SIZES = {
+    "ti": (12, 192, 768, 3),
+    "s": (12, 384, 1536, 6),
+    "b": (12, 768, 3072, 12),
+    "l": (24, 1024, 4096, 16),
+    "h": (32, 1280, 5120, 16),
+}
+
+_REGISTRY: dict[str, Callable[[], ViTConfig]] = {}
+
+
+def register(name: str, cfg: ViTConfig | Callable[[], ViTConfig]) -> None:
+    """Add a named variant; ``cfg`` is a config (copied on use) or a function returning one."""
+    if name in _REGISTRY:
+        raise ValueError(f"model name {name!r} is already registered")
+    _REGISTRY[name] = cfg if callable(cfg) else (lambda: replace(cfg))
+
+
+def vit_config(size: str, patch: int, **kw: Any) -> ViTConfig:
+    depth, dim, mlp, heads = SIZES[size]
+    return ViTConfig(patch_size=patch, depth=depth, embed_dim=dim, mlp_dim=mlp, num_heads=heads, **kw)
+
+
+for _size, _patch in [("ti", 16), ("s", 16), ("s", 32), ("b", 8), ("b", 16), ("b", 32), ("l", 16), ("l", 32), ("h", 14)]:
+    register(f"vit_{_size}{_patch}", vit_config(_size, _patch))
+
+# The main job's default: a small ViT for 28x28 grey images (Fashion-MNIST / MNIST), patch 4.
+register(
+    "vit_mnist",
+    ViTConfig(img_size=28, patch_size=4, in_chans=1, num_classes=10, embed_dim=192, depth=6, num_heads=3, mlp_dim=384),
+)
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered model names matching a shell-style pattern, sorted."""
+    import fnmatch
+
+    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
+
+
+def get_config(name: str, **overrides: Any) -> ViTConfig:
+    """The named variant's config with overrides applied (any ViTConfig field)."""
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, _REGISTRY, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"unknown model {name!r}{hint} (see `vitlab models` or vitlab.list_models())")
+    known = {f.name for f in fields(ViTConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise TypeError(f"unknown model option(s) {unknown} for {name!r}; valid options: {sorted(known)}")
+    return replace(_REGISTRY[name](), **overrides)
+
+
+def create_model(name: str, *, weights: str | None = None, strict: bool = True, **overrides: Any) -> VisionTransformer:
+    """Build a registered model, e.g. ``create_model("vit_b16", num_classes=10, img_size=384)``.
+
+    ``weights``: a checkpoint path in any supported format (official .npz, timm, Hugging Face, vitlab);
+    position embeddings are resampled and a mismatched head replaced as the loader explains.
+    """
+    model = VisionTransformer(get_config(name, **overrides))
+    if weights is not None:
+        from ..weights import load_weights
+
+        load_weights(model, weights, strict=strict)
+    return model
+
+
+def describe_models(pattern: str = "*") -> str:
+    """A table of registered names with their parameter counts (at each variant's default size)."""
+    import torch
+
+    rows = []
+    for name in list_models(pattern):
+        cfg = get_config(name)
+        with torch.device("meta"):  # count without allocating or initialising anything
+            n = sum(p.numel() for p in VisionTransformer(cfg).parameters())
+        rows.append(f"{name:<16} {n:>14,}  {cfg.img_size[0]}x{cfg.img_size[1]}  patch {cfg.patch_size}")
+    if not rows:
+        raise ValueError(f"no model matches {pattern!r}; `vitlab models` lists them all")
+    return "\n".join(rows)

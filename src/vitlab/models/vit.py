@@ -1,0 +1,472 @@
+"""The Vision Transformer of "An Image is Worth 16x16 Words" (Dosovitskiy et al., 2020), top to bottom.
+
+    image (B, C, H, W)
+      -> PatchEmbed: P x P patches, flattened and linearly embedded (a conv with kernel = stride = P)
+      -> prepend the learnable class token, add position embeddings, dropout
+      -> depth x Block: x + Attention(LN(x)); x + MLP(LN(x))       (pre-LN, eq. 2-3 of the paper)
+      -> final LayerNorm
+      -> class token (or mean over patches, "gap") -> optional pre-logits Dense+tanh -> head
+
+Details follow Google's official code rather than the prose where they differ: LayerNorm eps 1e-6,
+tanh-approximated GELU, separate-but-fused q/k/v projections with bias, dropout after every dense
+layer but q/k/v, zero-initialised head. Foreign checkpoint layouts live in ``vitlab.weights``; this
+file knows only its own parameters.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from .pos_embed import RESAMPLE_METHODS, resample_axis, resample_pos_embed, sincos_2d
+
+Size = tuple[int, int]
+
+CLASSIFIERS = ("token", "gap")
+POS_EMBEDS = ("learn", "learn2d", "sincos", "none")
+ACTIVATIONS = {"gelu_tanh": lambda: nn.GELU(approximate="tanh"), "gelu": nn.GELU, "relu": nn.ReLU}
+
+
+def to_2tuple(x: int | tuple[int, int] | list[int]) -> Size:
+    if isinstance(x, int):
+        return (x, x)
+    if len(x) != 2:
+        raise ValueError(f"expected an int or (height, width), got {x!r}")
+    return (int(x[0]), int(x[1]))
+
+
+@dataclass
+class ViTConfig:
+    """Everything needed to rebuild a model; saved as config.json next to its weights."""
+
+    img_size: Size = (224, 224)
+    patch_size: int = 16
+    in_chans: int = 3
+    num_classes: int = 1000
+    embed_dim: int = 768
+    depth: int = 12
+    num_heads: int = 12
+    mlp_dim: int = 3072
+    classifier: str = "token"  # "token": class token; "gap": global average pool, no class token
+    pos_embed: str = "learn"  # "learn" (1-D, paper default), "learn2d", "sincos", "none"
+    representation_size: int | None = None  # pre-logits Dense + tanh (ImageNet-21k pretraining)
+    drop_rate: float = 0.0
+    attn_drop_rate: float = 0.0
+    drop_path_rate: float = 0.0
+    act: str = "gelu_tanh"
+    norm_eps: float = 1e-6
+    head_bias_init: float = 0.0  # the official pretraining head uses -10 with sigmoid cross-entropy
+    dynamic_img_size: bool = False  # accept any input size that is a multiple of the patch
+    pos_resample: str = "official"  # method for set_input_size / dynamic sizes (see pos_embed.py)
+    # ResNet hybrid (section 3.1 "Hybrid Architecture"): stage depths of a BiT ResNet whose feature
+    # map is cut into patch_size x patch_size patches (1 for the paper's hybrids). None: plain ViT.
+    backbone_layers: tuple[int, ...] | None = None
+    backbone_width: int = 1
+    # Metadata that travels with the weights: what the inputs must look like and what outputs mean.
+    mean: tuple[float, ...] = (0.5, 0.5, 0.5)
+    std: tuple[float, ...] = (0.5, 0.5, 0.5)
+    class_names: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        self.img_size = to_2tuple(self.img_size)
+        if self.backbone_layers is not None:
+            self.backbone_layers = tuple(self.backbone_layers)
+        if self.class_names is not None:
+            self.class_names = tuple(self.class_names)
+        self.mean, self.std = tuple(self.mean), tuple(self.std)
+        self.validate()
+
+    def validate(self) -> None:
+        """Refuse inconsistent settings now, with a message naming the field, not deep inside forward()."""
+        if self.classifier not in CLASSIFIERS:
+            raise ValueError(f"classifier={self.classifier!r} is not one of {CLASSIFIERS}")
+        if self.pos_embed not in POS_EMBEDS:
+            raise ValueError(f"pos_embed={self.pos_embed!r} is not one of {POS_EMBEDS}")
+        if self.act not in ACTIVATIONS:
+            raise ValueError(f"act={self.act!r} is not one of {tuple(ACTIVATIONS)}")
+        if self.pos_resample not in RESAMPLE_METHODS:
+            raise ValueError(f"pos_resample={self.pos_resample!r} is not one of {RESAMPLE_METHODS}")
+        if self.embed_dim % self.num_heads:
+            raise ValueError(f"embed_dim={self.embed_dim} is not divisible by num_heads={self.num_heads}")
+        if self.pos_embed == "learn2d" and self.embed_dim % 2:
+            raise ValueError(f"pos_embed='learn2d' needs an even embed_dim, got {self.embed_dim}")
+        if self.patch_size < 1 or self.depth < 0 or self.num_classes < 0:
+            raise ValueError("patch_size must be >= 1, depth and num_classes >= 0")
+        if self.class_names is not None and self.num_classes and len(self.class_names) != self.num_classes:
+            raise ValueError(f"{len(self.class_names)} class_names given for num_classes={self.num_classes}")
+        for name in ("drop_rate", "attn_drop_rate", "drop_path_rate"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name}={getattr(self, name)} must be in [0, 1)")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ViTConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown ViTConfig fields {unknown}; known fields: {sorted(known)}")
+        return cls(**d)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Patch embedding: "reshape the image into a sequence of flattened 2D patches ... map to D dimensions
+# with a trainable linear projection". A conv with kernel = stride = P is exactly that linear map.
+
+
+class PatchEmbed(nn.Module):
+    def __init__(self, cfg: ViTConfig):
+        super().__init__()
+        self.patch_size = cfg.patch_size
+        self.img_size = cfg.img_size
+        self.strict_img_size = not cfg.dynamic_img_size
+        self.proj = nn.Conv2d(cfg.in_chans, cfg.embed_dim, cfg.patch_size, stride=cfg.patch_size)
+
+    def grid_size(self, img_size: Size) -> Size:
+        h, w = img_size
+        p = self.patch_size
+        if h % p or w % p:
+            raise ValueError(
+                f"input size {h}x{w} is not divisible by the patch size {p}; resize or crop the image to a "
+                f"multiple of {p}"
+            )
+        return (h // p, w // p)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Size]:
+        """(B, C, H, W) -> tokens (B, h*w, D) in row-major order, and the grid (h, w)."""
+        _check_image(x, self.proj.in_channels)
+        if self.strict_img_size and tuple(x.shape[-2:]) != self.img_size:
+            raise ValueError(
+                f"input size {tuple(x.shape[-2:])} does not match the model's img_size {self.img_size}; "
+                "call model.set_input_size(...) or create the model with dynamic_img_size=True"
+            )
+        grid = self.grid_size(tuple(x.shape[-2:]))
+        return self.proj(x).flatten(2).transpose(1, 2), grid
+
+
+def _check_image(x: Tensor, in_chans: int) -> None:
+    if x.ndim != 4 or x.shape[1] != in_chans:
+        raise ValueError(f"expected an NCHW image batch with {in_chans} channels, got shape {tuple(x.shape)}")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Transformer encoder (Vaswani et al.) in its pre-LN form.
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention; q, k and v are one fused Linear (same maths as three, one matmul)."""
+
+    def __init__(self, dim: int, num_heads: int, attn_drop: float = 0.0, proj_drop: float = 0.0):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = self.head_dim**-0.5
+        self.qkv = nn.Linear(dim, dim * 3, bias=True)
+        self.attn_drop = attn_drop
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x: Tensor, return_attention: bool = False) -> tuple[Tensor, Tensor | None]:
+        B, N, D = x.shape
+        q, k, v = self.qkv(x).view(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        drop = self.attn_drop if self.training else 0.0
+        if return_attention:
+            # The explicit path, only when asked: the fused kernel never materialises the probabilities.
+            attn = (q * self.scale) @ k.transpose(-2, -1)
+            attn = attn.softmax(dim=-1)
+            out = F.dropout(attn, drop, self.training) @ v
+        else:
+            attn = None
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)
+        out = out.transpose(1, 2).reshape(B, N, D)
+        return self.proj_drop(self.proj(out)), attn
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int, act: str, drop: float = 0.0):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = ACTIVATIONS[act]()
+        self.drop1 = nn.Dropout(drop)
+        self.fc2 = nn.Linear(hidden, dim)
+        self.drop2 = nn.Dropout(drop)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.drop2(self.fc2(self.drop1(self.act(self.fc1(x)))))
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drop a sample's whole residual branch with probability p (rescaled otherwise)."""
+
+    def __init__(self, p: float = 0.0):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.p
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        return x * mask.div_(keep)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ViTConfig, drop_path: float = 0.0):
+        super().__init__()
+        D = cfg.embed_dim
+        self.norm1 = nn.LayerNorm(D, eps=cfg.norm_eps)
+        self.attn = Attention(D, cfg.num_heads, attn_drop=cfg.attn_drop_rate, proj_drop=cfg.drop_rate)
+        self.norm2 = nn.LayerNorm(D, eps=cfg.norm_eps)
+        self.mlp = Mlp(D, cfg.mlp_dim, cfg.act, drop=cfg.drop_rate)
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, x: Tensor, return_attention: bool = False) -> tuple[Tensor, Tensor | None]:
+        y, attn = self.attn(self.norm1(x), return_attention)
+        x = x + self.drop_path(y)
+        x = x + self.drop_path(self.mlp(self.norm2(x)))
+        return x, attn
+
+
+class PreLogits(nn.Module):
+    """The representation layer of ImageNet-21k pretraining: Dense + tanh, dropped when fine-tuning."""
+
+    def __init__(self, dim: int, representation_size: int):
+        super().__init__()
+        self.fc = nn.Linear(dim, representation_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.tanh(self.fc(x))
+
+
+class Intermediates(NamedTuple):
+    """What ``forward_intermediates`` returns: final normed tokens, per-block tokens, per-block attention."""
+
+    features: Tensor  # (B, prefix + h*w, D) after the final norm
+    tokens: list[Tensor]  # per requested block, (B, prefix + h*w, D)
+    attentions: list[Tensor] | None  # per requested block, (B, heads, tokens, tokens), when asked
+    grid_size: Size
+
+
+# ----------------------------------------------------------------------------------------------------
+# The whole model.
+
+
+class VisionTransformer(nn.Module):
+    def __init__(self, cfg: ViTConfig):
+        super().__init__()
+        self.cfg = cfg
+        D = cfg.embed_dim
+        self.patch_embed = build_patch_embed(cfg)
+        self.num_prefix_tokens = 1 if cfg.classifier == "token" else 0
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, D)) if self.num_prefix_tokens else None
+        self._init_pos_embed(self.patch_embed.grid_size(cfg.img_size))
+        self.pos_drop = nn.Dropout(cfg.drop_rate)
+        rates = [cfg.drop_path_rate * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]  # linear rule
+        self.blocks = nn.ModuleList(Block(cfg, r) for r in rates)
+        self.norm = nn.LayerNorm(D, eps=cfg.norm_eps)
+        self.pre_logits = PreLogits(D, cfg.representation_size) if cfg.representation_size else None
+        self.head = self._new_head(cfg.num_classes)
+        self.grad_checkpointing = False
+        self.init_weights()
+
+    # -- position embeddings ------------------------------------------------------------------------
+
+    def _init_pos_embed(self, grid: Size) -> None:
+        """Create the parameters (or buffer) of the configured position embedding for a patch grid."""
+        D, kind = self.cfg.embed_dim, self.cfg.pos_embed
+        self.grid = grid
+        self.pos_embed = self.pos_embed_row = self.pos_embed_col = None
+        if kind == "learn":
+            self.pos_embed = nn.Parameter(torch.empty(1, self.num_prefix_tokens + grid[0] * grid[1], D))
+        elif kind == "learn2d":  # the paper's 2-D ablation: D/2 for the row, D/2 for the column
+            self.pos_embed_row = nn.Parameter(torch.empty(1, grid[0], D // 2))
+            self.pos_embed_col = nn.Parameter(torch.empty(1, grid[1], D - D // 2))
+
+    def _pos_embed(self, x: Tensor, grid: Size) -> Tensor:
+        """Prepend the class token and add position embeddings (class token included, as in the paper)."""
+        kind, prefix = self.cfg.pos_embed, self.num_prefix_tokens
+        if kind == "learn":
+            pos = self.pos_embed
+            if grid != self.grid:
+                pos = resample_pos_embed(pos, grid, self.grid, prefix, method=self.cfg.pos_resample)
+            if prefix:
+                x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
+            return self.pos_drop(x + pos)
+        # Other kinds embed patches only; the class token is itself a learned vector.
+        if kind == "learn2d":
+            rows, cols = self.pos_embed_row, self.pos_embed_col
+            if grid != self.grid:
+                rows = resample_axis(rows, grid[0], method=self.cfg.pos_resample)
+                cols = resample_axis(cols, grid[1], method=self.cfg.pos_resample)
+            h, w = grid
+            pos = torch.cat([rows[:, :, None].expand(-1, h, w, -1), cols[:, None].expand(-1, h, w, -1)], dim=-1)
+            x = x + pos.reshape(1, h * w, -1)
+        elif kind == "sincos":
+            x = x + sincos_2d(grid, self.cfg.embed_dim).to(x)
+        if prefix:
+            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
+        return self.pos_drop(x)
+
+    # -- initialisation (official: xavier-uniform dense kernels, tiny-normal MLP biases, zero head) ------
+
+    def init_weights(self) -> None:
+        for m in self.blocks.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+            if isinstance(m, Mlp):
+                nn.init.normal_(m.fc1.bias, std=1e-6)
+                nn.init.normal_(m.fc2.bias, std=1e-6)
+            if isinstance(m, Attention):
+                for w in m.qkv.weight.chunk(3, dim=0):  # xavier over each of q, k, v (D x D), as if separate
+                    nn.init.xavier_uniform_(w)
+        for p in (self.pos_embed, self.pos_embed_row, self.pos_embed_col):
+            if p is not None:
+                nn.init.normal_(p, std=0.02)
+        if isinstance(self.patch_embed, PatchEmbed):
+            _lecun_normal_(self.patch_embed.proj.weight)
+            nn.init.zeros_(self.patch_embed.proj.bias)
+        if self.pre_logits is not None:
+            _lecun_normal_(self.pre_logits.fc.weight)
+            nn.init.zeros_(self.pre_logits.fc.bias)
+
+    def _new_head(self, num_classes: int) -> nn.Module:
+        if num_classes == 0:
+            return nn.Identity()
+        head = nn.Linear(self.cfg.representation_size or self.cfg.embed_dim, num_classes)
+        nn.init.zeros_(head.weight)
+        nn.init.constant_(head.bias, self.cfg.head_bias_init)
+        return head
+
+    # -- forward --------------------------------------------------------------------------------------
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """Image batch -> final normed tokens (B, prefix + h*w, D)."""
+        x, grid = self.patch_embed(x)
+        x = self._pos_embed(x, grid)
+        for blk in self.blocks:
+            if self.grad_checkpointing and torch.is_grad_enabled():
+                x = checkpoint(blk, x, use_reentrant=False)[0]
+            else:
+                x = blk(x)[0]
+        return self.norm(x)
+
+    def pool(self, x: Tensor) -> Tensor:
+        return x[:, 0] if self.cfg.classifier == "token" else x[:, self.num_prefix_tokens :].mean(dim=1)
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        """Tokens -> logits; with ``pre_logits=True`` the representation the head sees (few-shot eval)."""
+        x = self.pool(x)
+        if self.pre_logits is not None:
+            x = self.pre_logits(x)
+        return x if pre_logits else self.head(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def forward_intermediates(
+        self,
+        x: Tensor,
+        indices: int | list[int] | None = None,
+        return_attention: bool = False,
+        norm: bool = False,
+    ) -> Intermediates:
+        """Per-block tokens (and attention probabilities on request) for analysis and dense tasks.
+
+        ``indices``: block indices to keep (negative counts from the end), or an int n for the last n;
+        None keeps all. ``norm`` applies the final LayerNorm to each kept output.
+        """
+        depth = len(self.blocks)
+        if indices is None:
+            keep = list(range(depth))
+        elif isinstance(indices, int):
+            keep = list(range(depth - indices, depth))
+        else:
+            keep = [i % depth if -depth <= i < depth else _bad_index(i, depth) for i in indices]
+        x, grid = self.patch_embed(x)
+        x = self._pos_embed(x, grid)
+        tokens, attns = [], []
+        for i, blk in enumerate(self.blocks):
+            x, attn = blk(x, return_attention=return_attention and i in keep)
+            if i in keep:
+                tokens.append(self.norm(x) if norm else x)
+                if return_attention:
+                    attns.append(attn)
+        return Intermediates(self.norm(x), tokens, attns if return_attention else None, grid)
+
+    # -- changing the model after construction ----------------------------------------------------------
+
+    def reset_classifier(self, num_classes: int, drop_pre_logits: bool = False) -> None:
+        """New zero-initialised head; the paper's fine-tuning also drops the pre-logits layer."""
+        if drop_pre_logits and self.pre_logits is not None:
+            self.pre_logits = None
+            self.cfg.representation_size = None
+        self.cfg.num_classes = num_classes
+        if self.cfg.class_names is not None and len(self.cfg.class_names) != num_classes:
+            self.cfg.class_names = None
+        ref = self.norm.weight
+        self.head = self._new_head(num_classes).to(device=ref.device, dtype=ref.dtype)
+
+    @torch.no_grad()
+    def set_input_size(self, img_size: int | Size, method: str | None = None) -> None:
+        """Change the input resolution, resampling learned position embeddings to the new patch grid."""
+        img_size = to_2tuple(img_size)
+        new_grid = self.patch_embed.grid_size(img_size)
+        method = method or self.cfg.pos_resample
+        if self.pos_embed is not None and new_grid != self.grid:
+            new = resample_pos_embed(self.pos_embed, new_grid, self.grid, self.num_prefix_tokens, method=method)
+            self.pos_embed = nn.Parameter(new)
+        if self.pos_embed_row is not None and new_grid != self.grid:
+            self.pos_embed_row = nn.Parameter(resample_axis(self.pos_embed_row, new_grid[0], method=method))
+            self.pos_embed_col = nn.Parameter(resample_axis(self.pos_embed_col, new_grid[1], method=method))
+        self.grid = new_grid
+        self.cfg.img_size = img_size
+        self.patch_embed.img_size = img_size
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute block activations in the backward pass: less memory for ~30% more compute."""
+        self.grad_checkpointing = enable
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameters conventionally excluded from weight decay (timm's convention)."""
+        return {"cls_token", "pos_embed", "pos_embed_row", "pos_embed_col"}
+
+    @property
+    def num_features(self) -> int:
+        return self.cfg.representation_size or self.cfg.embed_dim
+
+    def save_pretrained(self, path: str) -> None:
+        """Write ``path/config.json`` + ``path/model.safetensors`` (see vitlab.from_pretrained)."""
+        from ..weights.pretrained import save_pretrained
+
+        save_pretrained(self, path)
+
+
+def build_patch_embed(cfg: ViTConfig) -> nn.Module:
+    """Pixels -> tokens: linear patches, or patches of a ResNet feature map for the hybrids."""
+    if cfg.backbone_layers is None:
+        return PatchEmbed(cfg)
+    from .resnet import HybridEmbed
+
+    return HybridEmbed(cfg)
+
+
+def _lecun_normal_(w: Tensor) -> None:
+    """Flax's default kernel init: truncated normal with variance 1/fan_in."""
+    fan_in = w[0].numel()
+    std = math.sqrt(1.0 / fan_in) / 0.87962566103423978  # std of a unit normal truncated to [-2, 2]
+    nn.init.trunc_normal_(w, std=std, a=-2 * std, b=2 * std)
+
+
+def _bad_index(i: int, depth: int) -> int:
+    raise IndexError(f"block index {i} out of range for a model with {depth} blocks")
