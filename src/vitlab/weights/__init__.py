@@ -29,3 +29,23 @@ def check_and_load(model: nn.Module, state: dict[str, torch.Tensor], source: str
     bad = {m.split(":")[0] for m in mismatched}
     model.load_state_dict({k: v for k, v in state.items() if k in own and k not in bad}, strict=False)
     return report
+
+
+from .export import convert, export, save_hf, save_npz, save_state_dict, save_timm  # noqa: E402
+from .formats import FORMATS, read_checkpoint  # noqa: E402
+from .load import describe_checkpoint, load_model, load_weights  # noqa: E402
+
+__all__ = [
+    "FORMATS",
+    "check_and_load",
+    "convert",
+    "describe_checkpoint",
+    "export",
+    "load_model",
+    "load_weights",
+    "read_checkpoint",
+    "save_hf",
+    "save_npz",
+    "save_state_dict",
+    "save_timm",
+]

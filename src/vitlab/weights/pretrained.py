@@ -5,7 +5,6 @@ import json
 import os
 from pathlib import Path
 
-import torch
 from safetensors.torch import load_file, save_file
 
 from ..models.vit import ViTConfig, VisionTransformer

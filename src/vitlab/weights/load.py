@@ -1,0 +1,185 @@
+"""Checkpoint -> vitlab model: detect the format, convert to vitlab keys, fit to the model, check, load.
+
+    file/dir --read_checkpoint--> raw arrays --<format>_to_vitlab--> vitlab keys --fit--> check_and_load
+
+``fit`` does the two adaptations fine-tuning needs: position embeddings resampled to the model's grid,
+and a head (or pre-logits layer) that does not fit replaced by the model's zero-initialised head.
+Both are logged on the ``vitlab.weights`` logger and listed in the report's ``notes``.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+from dataclasses import fields
+from typing import Any
+
+from torch import Tensor
+
+from ..models.pos_embed import resample_axis, resample_pos_embed
+from ..models.vit import ViTConfig, VisionTransformer
+from . import check_and_load, hf, official, timm
+from .formats import Checkpoint, read_checkpoint
+
+log = logging.getLogger("vitlab.weights")
+
+
+def to_vitlab_state(ckpt: Checkpoint) -> dict[str, Tensor]:
+    """The checkpoint's weights under vitlab's key names."""
+    if ckpt.format == "official":
+        return official.official_to_vitlab(ckpt.state)
+    if ckpt.format == "hf":
+        return hf.hf_to_vitlab(ckpt.state)
+    if ckpt.format == "timm":
+        return timm.timm_to_vitlab(ckpt.state)
+    return dict(ckpt.state)  # vitlab formats
+
+
+def _source_grid(ckpt: Checkpoint) -> tuple[int, int] | None:
+    """The patch grid the checkpoint was made for, when its config says (needed for non-square grids)."""
+    c = ckpt.config or {}
+    if ckpt.format in ("vitlab", "vitlab-run", "vitlab-state-dict") and c.get("pos_embed", "learn") == "learn":
+        h, w = c.get("img_size", (224, 224)) if not isinstance(c.get("img_size"), int) else (c["img_size"],) * 2
+        p, scale = c.get("patch_size", 16), 1
+        if c.get("backbone_layers"):
+            scale = 4 * 2 ** (len(c["backbone_layers"]) - 1)
+        return (h // (p * scale), w // (p * scale))
+    if ckpt.format == "hf" and "patch_size" in c:
+        size = c.get("image_size", 224)
+        h, w = (size, size) if isinstance(size, int) else size
+        p = c["patch_size"] if isinstance(c["patch_size"], int) else c["patch_size"][0]
+        return (h // p, w // p)
+    return None
+
+
+def fit(model: VisionTransformer, state: dict[str, Tensor], method: str, grid: tuple[int, int] | None = None) -> list[str]:
+    """Adapt ``state`` in place to ``model`` where fine-tuning expects it; returns what was done."""
+    notes: list[str] = []
+    prefix = model.num_prefix_tokens
+    pos = state.get("pos_embed")
+    if pos is not None and model.pos_embed is not None and pos.ndim == 3 and pos.shape[-1] == model.pos_embed.shape[-1]:
+        n = pos.shape[1] - prefix
+        if n != model.grid[0] * model.grid[1] and n > 0:
+            src = grid if grid and grid[0] * grid[1] == n else None
+            if src is None and math.isqrt(n) ** 2 == n:
+                src = (math.isqrt(n),) * 2
+            if src is not None:
+                state["pos_embed"] = resample_pos_embed(pos, model.grid, src, prefix, method=method)
+                notes.append(f"position embeddings resampled from grid {src[0]}x{src[1]} to "
+                             f"{model.grid[0]}x{model.grid[1]} ({method} method)")
+    for key, axis in (("pos_embed_row", 0), ("pos_embed_col", 1)):
+        t = state.get(key)
+        if t is not None and getattr(model, key) is not None and t.ndim == 3 and t.shape[1] != model.grid[axis]:
+            state[key] = resample_axis(t, model.grid[axis], method=method)
+            notes.append(f"{key} resampled from {t.shape[1]} to {model.grid[axis]} entries ({method} method)")
+    own = model.state_dict()
+    head = [k for k in state if k.startswith("head.")]
+    pre = [k for k in state if k.startswith("pre_logits.")]
+    n = model.cfg.num_classes
+    if pre and model.pre_logits is None:
+        drop = head + pre
+        why = f"checkpoint's pre-logits layer and head dropped (the model has none); new zero-initialised head with {n} classes"
+    elif head and any(k not in own or tuple(own[k].shape) != tuple(state[k].shape) for k in head):
+        n_src = state["head.weight"].shape[0] if "head.weight" in state else "?"
+        drop, why = head, f"checkpoint's head ({n_src} classes) replaced by a zero-initialised head with {n} classes"
+    elif not head and "head.weight" in own:
+        drop, why = [], f"checkpoint has no head; the model gets a zero-initialised head with {n} classes"
+    else:
+        return notes
+    for k in drop:
+        del state[k]
+    model.reset_classifier(n)  # reset_classifier's semantics: zero kernel, configured bias
+    state.update({k: v for k, v in model.state_dict().items() if k.startswith("head.")})
+    notes.append(why)
+    return notes
+
+
+def load_weights(model: VisionTransformer, path: str | os.PathLike, strict: bool = True) -> dict[str, Any]:
+    """Load any supported checkpoint (official .npz, timm, Hugging Face, vitlab) into ``model``.
+
+    Position embeddings are resampled to the model's grid (``official`` method for .npz files, the
+    model's ``pos_resample`` otherwise) and a head that does not fit is replaced by a zero-initialised
+    one. Anything else that does not fit raises, listing the keys; ``strict=False`` loads what fits.
+    Returns ``{"format", "missing", "unexpected", "mismatched", "notes"}``.
+    """
+    ckpt = read_checkpoint(path)
+    state = to_vitlab_state(ckpt)
+    method = "official" if ckpt.format == "official" else model.cfg.pos_resample
+    notes = fit(model, state, method, _source_grid(ckpt))
+    expected = {"official": "gelu_tanh", "timm": "gelu"}.get(ckpt.format)
+    if ckpt.format == "hf" and ckpt.config:
+        expected = hf.ACT_FROM_HF.get(ckpt.config.get("hidden_act", "gelu"))
+    if expected and expected != model.cfg.act:
+        notes.append(f"{ckpt.format} weights expect act={expected!r} but the model uses act={model.cfg.act!r} "
+                     "(outputs will differ slightly; vitlab.load_model sets it from the checkpoint)")
+    for n in notes:
+        log.warning("%s: %s", ckpt.path, n)
+    report = check_and_load(model, state, source=f"{ckpt.path} ({ckpt.format})", strict=strict)
+    return {"format": ckpt.format, **report, "notes": notes}
+
+
+def infer_config(ckpt: Checkpoint, **overrides: Any) -> ViTConfig:
+    """The architecture a checkpoint was made for, from its config or its shapes; ``overrides`` win."""
+    known = {f.name for f in fields(ViTConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise TypeError(f"unknown model option(s) {unknown}; valid options: {sorted(known)}")
+    if ckpt.format in ("vitlab", "vitlab-run", "vitlab-state-dict"):
+        cfg = dict(ckpt.config or {})
+    elif ckpt.format == "official":
+        cfg = official.infer_config(ckpt.state)
+    elif ckpt.format == "hf" and ckpt.config is not None:
+        cfg = hf.infer_config(ckpt.config, to_vitlab_state(ckpt), ckpt.extra)
+    else:  # timm, or a bare HF state dict: shapes only
+        cfg = timm.infer_config(to_vitlab_state(ckpt), overrides.get("num_heads"), frozenset(overrides))
+        if ckpt.format == "hf":
+            cfg["norm_eps"] = 1e-12  # HF's default layer_norm_eps
+    cfg.update(overrides)
+    return ViTConfig.from_dict(cfg)
+
+
+def load_model(path: str | os.PathLike, **overrides: Any) -> VisionTransformer:
+    """Build the model a checkpoint was made for and load it: vitlab or training-run directory, HF
+    directory, timm state dict or official .npz. ``overrides``: ViTConfig fields, e.g. ``num_heads=``
+    for a timm file of unregistered width, ``img_size=`` to resample, ``num_classes=`` for a new head."""
+    ckpt = read_checkpoint(path)
+    model = VisionTransformer(infer_config(ckpt, **overrides))
+    state = to_vitlab_state(ckpt)
+    method = "official" if ckpt.format == "official" else model.cfg.pos_resample
+    for n in fit(model, state, method, _source_grid(ckpt)):
+        log.warning("%s: %s", ckpt.path, n)
+    check_and_load(model, state, source=f"{ckpt.path} ({ckpt.format})", strict=True)
+    return model.eval()
+
+
+def describe_checkpoint(path: str | os.PathLike, **overrides: Any) -> str:
+    """Human-readable summary for `vitlab info`: format, architecture, parameters, classes, keys."""
+    from .formats import FORMATS
+
+    ckpt = read_checkpoint(path)
+    cfg = infer_config(ckpt, **overrides)
+    n_params = sum(int(math.prod(v.shape)) for v in ckpt.state.values())
+    groups: dict[str, int] = {}
+    sep = "/" if ckpt.format == "official" else "."
+    for k in ckpt.state:
+        parts = re.sub(r"\d+", "#", k).split(sep)[:-1] or [k]
+        stem = sep.join(parts[: next((i + 1 for i, p in enumerate(parts) if "#" in p), 2)])
+        groups[stem] = groups.get(stem, 0) + 1
+    h, w = cfg.img_size
+    lines = [
+        f"file:          {ckpt.path}",
+        f"format:        {ckpt.format} - {FORMATS[ckpt.format]}",
+        f"architecture:  depth {cfg.depth}, dim {cfg.embed_dim}, heads {cfg.num_heads}, mlp {cfg.mlp_dim}, "
+        f"patch {cfg.patch_size}, image {h}x{w}, classifier {cfg.classifier}, pos_embed {cfg.pos_embed}, "
+        f"act {cfg.act}, eps {cfg.norm_eps:g}"
+        + (f", pre_logits {cfg.representation_size}" if cfg.representation_size else "")
+        + (f", ResNet stages {cfg.backbone_layers} x{cfg.backbone_width}" if cfg.backbone_layers else ""),
+        f"parameters:    {n_params:,}",
+        f"classes:       {cfg.num_classes}"
+        + (f" ({', '.join(cfg.class_names[:10])}{', ...' if len(cfg.class_names) > 10 else ''})" if cfg.class_names else ""),
+        f"input:         mean {tuple(cfg.mean)}, std {tuple(cfg.std)}",
+        f"keys:          {len(ckpt.state)} ("
+        + ", ".join(f"{g}: {c}" for g, c in sorted(groups.items())) + ")",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,102 @@
+"""timm state dicts <-> vitlab state dicts.
+
+vitlab's parameter names follow timm's VisionTransformer on purpose (patch_embed.proj, cls_token,
+pos_embed, blocks.N.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2}, norm, head, the old
+pre_logits.fc), and the ResNet hybrids' ``patch_embed.backbone.`` keys mirror timm's ResNetV2, so the
+conversion is mostly a check. What timm has and vitlab does not is refused with a reason.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..models.vit import VisionTransformer
+
+
+def timm_to_vitlab(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """timm keys -> vitlab keys (the same names); unknown keys pass through for the strict check to list."""
+    if any(k.startswith("fc_norm.") for k in state) and not any(k.startswith("norm.") for k in state):
+        raise ValueError(
+            "this timm checkpoint normalises after pooling (fc_norm, timm's global_pool='avg' default); vitlab's "
+            "'gap' classifier follows the official code and normalises the tokens before pooling, so the "
+            "outputs would differ. Use a checkpoint with final norm (fc_norm=False) instead"
+        )
+    return dict(state)
+
+
+def vitlab_to_timm(model: VisionTransformer) -> dict[str, Tensor]:
+    """A timm-style state dict of ``model``. 2-D learned, sin-cos and no position embeddings become timm's
+    single ``pos_embed`` holding the same values at the model's grid (the class entry, if any, zero)."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    for k in ("pos_embed_row", "pos_embed_col"):
+        state.pop(k, None)
+    state["pos_embed"] = full_pos_embed(model)
+    return state
+
+
+@torch.no_grad()
+def full_pos_embed(model: VisionTransformer) -> Tensor:
+    """The (1, prefix + h*w, D) position embedding the model adds at its configured grid."""
+    if model.pos_embed is not None:
+        return model.pos_embed.detach().cpu().clone()
+    if model.training and model.cfg.drop_rate:
+        raise ValueError("call model.eval() before exporting: position dropout would corrupt the embedding")
+    D, prefix = model.cfg.embed_dim, model.num_prefix_tokens
+    x = torch.zeros(1, model.grid[0] * model.grid[1], D, device=model.norm.weight.device)
+    patches = model._pos_embed(x, model.grid)[:, prefix:]  # zero tokens + position = the position itself
+    return torch.cat([torch.zeros(1, prefix, D), patches.cpu()], dim=1)
+
+
+def infer_config(state: dict[str, Tensor], num_heads: int | None = None, given: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """ViTConfig fields read off vitlab/timm-keyed shapes. The head count is not in any shape: it comes
+    from ``num_heads`` or from the registry when the width matches a known variant. ``given``: fields the
+    caller sets itself, so their absence from the shapes is no error."""
+    from ..models.registry import SIZES
+
+    if "patch_embed.proj.weight" not in state:
+        raise ValueError("not a ViT state dict: no 'patch_embed.proj.weight'")
+    dim, in_chans, p, _ = state["patch_embed.proj.weight"].shape
+    depth = 1 + max((int(m.group(1)) for k in state if (m := re.match(r"blocks\.(\d+)\.", k))), default=-1)
+    if num_heads is None:
+        known = {d: h for (_, d, _, h) in SIZES.values()}
+        if dim not in known:
+            raise ValueError(f"cannot infer the number of attention heads for embed_dim={dim} (no registered "
+                             "variant has that width); pass num_heads=... (CLI: --num-heads)")
+        num_heads = known[dim]
+    token = "cls_token" in state
+    cfg: dict[str, Any] = dict(
+        patch_size=int(p), in_chans=int(in_chans), embed_dim=int(dim), depth=depth, num_heads=int(num_heads),
+        mlp_dim=int(state["blocks.0.mlp.fc1.weight"].shape[0]) if depth else 4 * int(dim),
+        classifier="token" if token else "gap", act="gelu", norm_eps=1e-6,
+        representation_size=int(state["pre_logits.fc.weight"].shape[0]) if "pre_logits.fc.weight" in state else None,
+        num_classes=int(state["head.weight"].shape[0]) if "head.weight" in state else 0,
+    )
+    stride = 1
+    if "patch_embed.backbone.stem.conv.weight" in state:  # timm ResNetV2 hybrid
+        stages: dict[int, int] = {}
+        for k in state:
+            if m := re.match(r"patch_embed\.backbone\.stages\.(\d+)\.blocks\.(\d+)\.", k):
+                s, b = int(m.group(1)), int(m.group(2))
+                stages[s] = max(stages.get(s, 0), b + 1)
+        cfg["backbone_layers"] = tuple(stages[s] for s in sorted(stages))
+        cfg["backbone_width"] = int(state["patch_embed.backbone.stem.conv.weight"].shape[0]) // 64
+        stride = 4 * 2 ** (len(stages) - 1)
+    if "pos_embed" in state:
+        n = state["pos_embed"].shape[1] - (1 if token else 0)
+        gh = gw = int(round(n**0.5))
+        if gh * gw != n:
+            raise ValueError(f"{n} position entries are not a square grid; pass img_size=(h, w)")
+        cfg["pos_embed"] = "learn"
+    elif "pos_embed_row" in state:
+        gh, gw = state["pos_embed_row"].shape[1], state["pos_embed_col"].shape[1]
+        cfg["pos_embed"] = "learn2d"
+    elif {"pos_embed", "img_size"} <= given:
+        return cfg
+    else:
+        raise ValueError("the state dict has no learned position embedding, so neither its kind (sincos or none) "
+                         "nor the image size can be read off it; pass pos_embed=... and img_size=...")
+    cfg["img_size"] = (gh * int(p) * stride, gw * int(p) * stride)
+    return cfg
