@@ -9,7 +9,12 @@ import difflib
 from dataclasses import fields, replace
 from typing import Any, Callable
 
+from torch import nn
+
+from .resnet import ResNet, ResNetConfig
 from .vit import ViTConfig, VisionTransformer
+
+ModelConfig = ViTConfig | ResNetConfig
 
 # (depth, embed_dim, mlp_dim, heads)
 SIZES = {
@@ -20,10 +25,10 @@ SIZES = {
     "h": (32, 1280, 5120, 16),
 }
 
-_REGISTRY: dict[str, Callable[[], ViTConfig]] = {}
+_REGISTRY: dict[str, Callable[[], ModelConfig]] = {}
 
 
-def register(name: str, cfg: ViTConfig | Callable[[], ViTConfig]) -> None:
+def register(name: str, cfg: ModelConfig | Callable[[], ModelConfig]) -> None:
     """Add a named variant; ``cfg`` is a config (copied on use) or a function returning one."""
     if name in _REGISTRY:
         raise ValueError(f"model name {name!r} is already registered")
@@ -44,6 +49,21 @@ register(
     ViTConfig(img_size=28, patch_size=4, in_chans=1, num_classes=10, embed_dim=192, depth=6, num_heads=3, mlp_dim=384),
 )
 
+# Hybrids (paper section 3.1, Table 6): BiT ResNet stages, then 1x1 patches of the feature map. The
+# root-only R+ViT-Ti/16 cuts the stride-4 root features into 8x8 patches (timm: vit_tiny_r_s16_p8_224).
+for _name, _size, _patch, _layers in [
+    ("r50_vit_b16", "b", 1, (3, 4, 9)),
+    ("r26_vit_s32", "s", 1, (2, 2, 2, 2)),
+    ("r26_vit_b32", "b", 1, (2, 2, 2, 2)),
+    ("r50_vit_l32", "l", 1, (3, 4, 6, 3)),
+    ("r_vit_ti16", "ti", 8, ()),
+]:
+    register(_name, vit_config(_size, _patch, backbone_layers=_layers))
+
+# The paper's baseline: BiT ResNets (GroupNorm + weight standardisation), e.g. for ViT-vs-ResNet runs.
+register("resnet26", ResNetConfig(layers=(2, 2, 2, 2)))
+register("resnet50", ResNetConfig(layers=(3, 4, 6, 3)))
+
 
 def list_models(pattern: str = "*") -> list[str]:
     """Registered model names matching a shell-style pattern, sorted."""
@@ -52,27 +72,37 @@ def list_models(pattern: str = "*") -> list[str]:
     return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
 
 
-def get_config(name: str, **overrides: Any) -> ViTConfig:
-    """The named variant's config with overrides applied (any ViTConfig field)."""
+def get_config(name: str, **overrides: Any) -> ModelConfig:
+    """The named variant's config with overrides applied (any field of its config class)."""
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, _REGISTRY, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ValueError(f"unknown model {name!r}{hint} (see `vitlab models` or vitlab.list_models())")
-    known = {f.name for f in fields(ViTConfig)}
+    base = _REGISTRY[name]()
+    known = {f.name for f in fields(base)}
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise TypeError(f"unknown model option(s) {unknown} for {name!r}; valid options: {sorted(known)}")
-    return replace(_REGISTRY[name](), **overrides)
+    return replace(base, **overrides)
 
 
-def create_model(name: str, *, weights: str | None = None, strict: bool = True, **overrides: Any) -> VisionTransformer:
+def build_model(cfg: ModelConfig) -> nn.Module:
+    """The model class a config describes: VisionTransformer (incl. hybrids) or the ResNet baseline."""
+    return ResNet(cfg) if isinstance(cfg, ResNetConfig) else VisionTransformer(cfg)
+
+
+def create_model(name: str, *, weights: str | None = None, strict: bool = True, **overrides: Any) -> nn.Module:
     """Build a registered model, e.g. ``create_model("vit_b16", num_classes=10, img_size=384)``.
 
     ``weights``: a checkpoint path in any supported format (official .npz, timm, Hugging Face, vitlab);
     position embeddings are resampled and a mismatched head replaced as the loader explains.
     """
-    model = VisionTransformer(get_config(name, **overrides))
-    if weights is not None:
+    model = build_model(get_config(name, **overrides))
+    if isinstance(model, ResNet) and weights is not None:
+        from .resnet import load_resnet_weights
+
+        load_resnet_weights(model, weights, strict=strict)
+    elif weights is not None:
         from ..weights import load_weights
 
         load_weights(model, weights, strict=strict)
@@ -87,8 +117,9 @@ def describe_models(pattern: str = "*") -> str:
     for name in list_models(pattern):
         cfg = get_config(name)
         with torch.device("meta"):  # count without allocating or initialising anything
-            n = sum(p.numel() for p in VisionTransformer(cfg).parameters())
-        rows.append(f"{name:<16} {n:>14,}  {cfg.img_size[0]}x{cfg.img_size[1]}  patch {cfg.patch_size}")
+            n = sum(p.numel() for p in build_model(cfg).parameters())
+        kind = f"ResNet {cfg.layers}" if isinstance(cfg, ResNetConfig) else f"patch {cfg.patch_size}"
+        rows.append(f"{name:<16} {n:>14,}  {cfg.img_size[0]}x{cfg.img_size[1]}  {kind}")
     if not rows:
         raise ValueError(f"no model matches {pattern!r}; `vitlab models` lists them all")
     return "\n".join(rows)

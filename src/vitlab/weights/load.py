@@ -18,6 +18,7 @@ from typing import Any
 from torch import Tensor
 
 from ..models.pos_embed import resample_axis, resample_pos_embed
+from ..models.resnet import backbone_stride
 from ..models.vit import ViTConfig, VisionTransformer
 from . import check_and_load, hf, official, timm
 from .formats import Checkpoint, read_checkpoint
@@ -42,8 +43,8 @@ def _source_grid(ckpt: Checkpoint) -> tuple[int, int] | None:
     if ckpt.format in ("vitlab", "vitlab-run", "vitlab-state-dict") and c.get("pos_embed", "learn") == "learn":
         h, w = c.get("img_size", (224, 224)) if not isinstance(c.get("img_size"), int) else (c["img_size"],) * 2
         p, scale = c.get("patch_size", 16), 1
-        if c.get("backbone_layers"):
-            scale = 4 * 2 ** (len(c["backbone_layers"]) - 1)
+        if c.get("backbone_layers") is not None:
+            scale = backbone_stride(tuple(c["backbone_layers"]))
         return (h // (p * scale), w // (p * scale))
     if ckpt.format == "hf" and "patch_size" in c:
         size = c.get("image_size", 224)

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..models.resnet import backbone_stride
+
 # Block sub-module names: (norm1, attention, norm2, mlp)
 LINEN = ("LayerNorm_0", "MultiHeadDotProductAttention_0", "LayerNorm_1", "MlpBlock_0")
 PRE_LINEN = ("LayerNorm_0", "MultiHeadDotProductAttention_1", "LayerNorm_2", "MlpBlock_3")
@@ -167,7 +169,8 @@ def infer_config(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
                 stages[int(m.group(1))] = max(stages.get(int(m.group(1)), 0), int(m.group(2)))
         cfg["backbone_layers"] = tuple(stages[s] for s in sorted(stages))
         cfg["backbone_width"] = int(a["conv_root/kernel"].shape[-1]) // 64
-        stride = 4 * 2 ** (len(stages) - 1)  # root conv + pool (4), then every stage after the first halves
+        cfg["in_chans"] = int(a["conv_root/kernel"].shape[2])  # the embedding conv sees ResNet features
+        stride = backbone_stride(cfg["backbone_layers"])  # root conv + pool (4), then x2 per later stage
     pos = a.get(POS, a.get("pos_embedding"))
     if pos is None:
         raise ValueError("official checkpoint has no position embedding; pass img_size= to load_model")

@@ -13,7 +13,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..models.resnet import backbone_stride
 from ..models.vit import VisionTransformer
+
+ROOT_CONV_KEYS = ("patch_embed.backbone.stem.conv.weight", "patch_embed.backbone.conv.weight")
 
 
 def timm_to_vitlab(state: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -75,15 +78,17 @@ def infer_config(state: dict[str, Tensor], num_heads: int | None = None, given: 
         num_classes=int(state["head.weight"].shape[0]) if "head.weight" in state else 0,
     )
     stride = 1
-    if "patch_embed.backbone.stem.conv.weight" in state:  # timm ResNetV2 hybrid
+    root = next((k for k in ROOT_CONV_KEYS if k in state), None)
+    if root is not None:  # timm ResNetV2 hybrid (or its bare stem for root-only hybrids)
         stages: dict[int, int] = {}
         for k in state:
             if m := re.match(r"patch_embed\.backbone\.stages\.(\d+)\.blocks\.(\d+)\.", k):
                 s, b = int(m.group(1)), int(m.group(2))
                 stages[s] = max(stages.get(s, 0), b + 1)
         cfg["backbone_layers"] = tuple(stages[s] for s in sorted(stages))
-        cfg["backbone_width"] = int(state["patch_embed.backbone.stem.conv.weight"].shape[0]) // 64
-        stride = 4 * 2 ** (len(stages) - 1)
+        cfg["backbone_width"] = int(state[root].shape[0]) // 64
+        cfg["in_chans"] = int(state[root].shape[1])  # patch_embed.proj sees ResNet features, not pixels
+        stride = backbone_stride(cfg["backbone_layers"])
     if "pos_embed" in state:
         n = state["pos_embed"].shape[1] - (1 if token else 0)
         gh = gw = int(round(n**0.5))
