@@ -59,10 +59,127 @@ def _add_info(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_info)
 
 
+def _predict(args: argparse.Namespace) -> int:
+    from .analysis import format_prediction, predict_files
+
+    results = predict_files(args.ckpt, args.images, topk=args.topk, attention=args.attention, device=args.device)
+    for r in results:
+        print(format_prediction(r), file=sys.stderr if r.error else sys.stdout)
+    return 1 if any(r.error for r in results) else 0
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="top-k classes for image files, optionally with attention-rollout overlays")
+    p.add_argument("ckpt", help="checkpoint: vitlab or training-run directory, HF directory, timm or official file")
+    p.add_argument("images", nargs="+", help="image files of any size and mode (resized as the checkpoint expects)")
+    p.add_argument("--topk", type=int, default=5, help="classes to show per image (default 5)")
+    p.add_argument("--attention", metavar="OUT.png",
+                   help="write the image with its rollout map overlaid; for several images OUT_<k>_<stem>.png each")
+    p.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
+    p.set_defaults(func=_predict)
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from .analysis import analyze
+
+    analyze(args.ckpt, args.data, args.out, num_images=args.num_images, split=args.split, data_dir=args.data_dir,
+            num_rollout=args.num_rollout, batch_size=args.batch_size, device=args.device)
+    print(f"wrote {args.out}/index.md")
+    return 0
+
+
+def _add_analyze(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("analyze", help="the paper's figures for a checkpoint: filters, position similarity, "
+                                       "attention distance, rollout (PNG + JSON + index.md)")
+    p.add_argument("ckpt", help="checkpoint: vitlab or training-run directory, HF directory, timm or official file")
+    p.add_argument("--data", required=True, help="dataset name (fashion_mnist, cifar10, ...) or path (class folders, .npz)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--num-images", type=int, default=64, help="images sampled for attention distance (default 64)")
+    p.add_argument("--num-rollout", type=int, default=8, help="of those, how many get rollout maps (default 8)")
+    p.add_argument("--split", default="test", help="dataset split (default test)")
+    p.add_argument("--data-dir", help="where named datasets live (default: $VITLAB_DATA, system paths)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
+    p.set_defaults(func=_analyze)
+
+
+def _data(args: argparse.Namespace) -> int:
+    from .data import describe_dataset, open_dataset
+
+    ds = open_dataset(args.spec, args.split, args.data_dir, size=args.size, on_error=args.on_error, cache=args.cache)
+    print(describe_dataset(ds, f"{args.spec} ({args.split})"))
+    return 0
+
+
+def _add_data(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data", help="load a dataset and report its size, classes and any unusable files")
+    p.add_argument("spec", help="fashion_mnist, mnist, mnist5k, cifar10, cifar100, digits, or a path "
+                                "(class folders, .npz, a folder with IDX or CIFAR .bin files)")
+    p.add_argument("--split", default="train", choices=("train", "test"))
+    p.add_argument("--data-dir", help="where named datasets live (else $VITLAB_DATA, then system paths)")
+    p.add_argument("--size", type=int, help="image folders: resize every image to SIZE x SIZE (default: first image's)")
+    p.add_argument("--on-error", default="skip", choices=("skip", "raise"), help="image folders: bad files")
+    p.add_argument("--cache", help="image folders: .npz cache of the decoded images, reused while files are unchanged")
+    p.set_defaults(func=_data)
+
+
+def _train(args: argparse.Namespace) -> int:
+    import signal as _signal
+
+    from .train import NonFiniteLossError, load_config, train
+
+    cfg = load_config(args.config, args.overrides)
+    resume = False if args.no_resume else args.resume
+    try:
+        result = train(cfg, args.out, resume=resume, progress=not args.no_progress)
+    except NonFiniteLossError as e:
+        print(f"vitlab train: stopped: {e}", file=sys.stderr)
+        return 3
+    if result.interrupted is not None:
+        name = _signal.Signals(result.interrupted).name
+        print(f"vitlab train: {name} at step {result.step}/{result.total_steps}; saved {result.checkpoint}. "
+              f"Run the same command again to resume.", file=sys.stderr)
+        return 128 + int(result.interrupted)
+    return 0
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train or fine-tune from a YAML recipe (resumes RUN/checkpoints automatically)",
+                       description="Recipes are in configs/. Any field can be overridden: section.field=value, "
+                                   "e.g. optim.lr=3e-4 data.batch_size=128 model.depth=4. Multi-process: "
+                                   "torchrun --nproc_per_node N -m vitlab train ...")
+    p.add_argument("--config", help="YAML recipe (default: built-in defaults)")
+    p.add_argument("--out", required=True, help="run directory (checkpoints, metrics, plots, model/)")
+    p.add_argument("overrides", nargs="*", metavar="section.field=value", help="config overrides")
+    p.add_argument("--resume", metavar="CKPT", help="resume from this checkpoint (default: the latest in OUT/checkpoints)")
+    p.add_argument("--no-resume", action="store_true", help="refuse to continue a run directory that has checkpoints")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
+    p.set_defaults(func=_train)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from .evaluate.metrics import evaluate_checkpoint, format_summary
+
+    s = evaluate_checkpoint(args.ckpt, args.data, args.split, args.data_dir, args.batch_size, args.device)
+    print(format_summary(s, f"{args.ckpt} on {args.data} ({args.split})"))
+    return 0
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="top-1, top-5 and per-class accuracy of a checkpoint on a dataset")
+    p.add_argument("ckpt", help="run directory, save_pretrained directory, or any checkpoint vitlab reads")
+    p.add_argument("--data", required=True, help="dataset name (fashion_mnist, cifar10, digits, ...) or path")
+    p.add_argument("--split", default="test", choices=("train", "test"))
+    p.add_argument("--data-dir", help="where named datasets live (default: $VITLAB_DATA, system paths)")
+    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
+    p.set_defaults(func=_eval)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vitlab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_models, _add_convert, _add_info):
+    for add in (_add_models, _add_convert, _add_info, _add_predict, _add_analyze, _add_data, _add_train, _add_eval):
         add(sub)
     return parser
 

@@ -1,0 +1,27 @@
+"""Training: typed recipes (config), optimizers and schedules (optim), atomic checkpoints, the loop
+(single process or torchrun/DDP), and the run directory's outputs (report)."""
+from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .config import Config, DataConfig, ModelSection, OptimConfig, RunConfig, ScheduleConfig, load_config
+from .loop import NonFiniteLossError, TrainResult, build_model, train
+from .optim import ModelEMA, build_optimizer, lr_factor, param_groups
+
+__all__ = [
+    "Config",
+    "DataConfig",
+    "ModelEMA",
+    "ModelSection",
+    "NonFiniteLossError",
+    "OptimConfig",
+    "RunConfig",
+    "ScheduleConfig",
+    "TrainResult",
+    "build_model",
+    "build_optimizer",
+    "latest_checkpoint",
+    "load_checkpoint",
+    "load_config",
+    "lr_factor",
+    "param_groups",
+    "save_checkpoint",
+    "train",
+]

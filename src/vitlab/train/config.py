@@ -1,0 +1,309 @@
+"""Typed training configuration: dataclass sections <- YAML recipe <- ``section.field=value`` overrides.
+
+A recipe is one YAML file with the sections below; every field can be overridden from the command
+line (``vitlab train --config X.yaml optim.lr=3e-4 data.batch_size=128``). Values are parsed as YAML
+and checked against the field's type, so ``optim.lr=abc`` or ``optim.nesterov=3`` fail with a message
+naming the field; an unknown key fails with the list of valid ones. The ``model`` section takes the
+registry name plus any ``vitlab.ViTConfig`` field (``model.depth=4``, ``model.drop_path_rate=0.1``).
+"""
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..models.vit import ViTConfig
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "fashion_mnist"  # a name (fashion_mnist, mnist, cifar10, digits, ...) or a path
+    data_dir: str | None = None  # where named datasets live (else $VITLAB_DATA, system paths)
+    dev_fraction: float = 0.0  # > 0: hold out this share of train for per-epoch eval and "best"; 0: use test
+    train_limit: int | None = None  # use only the first N training images (quick experiments, tests)
+    batch_size: int = 256  # global batch per optimizer step (all processes and accumulation steps together)
+    accum_steps: int = 1  # gradient accumulation: batch_size = accum_steps x processes x micro-batch
+    eval_batch_size: int = 1024
+    normalize: str | None = None  # NORMALIZE preset; None keeps the model's mean/std (e.g. [-1, 1] of official weights)
+    crop_scale: tuple[float, float] = (0.08, 1.0)  # Inception crop area range (paper: 0.05-1)
+    crop_ratio: tuple[float, float] = (0.75, 1.3333333)
+    flip: bool = True
+    randaugment: tuple[int, int] | None = None  # (num_ops, magnitude 0-10)
+    random_erasing: float = 0.0
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    mixup_prob: float = 1.0
+    mixup_switch_prob: float = 0.5
+    label_smoothing: float = 0.0
+    eval_crop_pct: float | None = None  # None: plain resize (the paper's test preprocessing)
+
+
+@dataclass
+class ModelSection:
+    """``name`` from the registry (or None to take the architecture from ``weights``), ``weights`` to
+    start from (any format vitlab reads), and ViTConfig fields in ``options`` (flat in the YAML)."""
+
+    name: str | None = "vit_mnist"
+    weights: str | None = None
+    reset_head: bool = False  # fine-tuning: new zero-initialised head, pre-logits dropped (paper, sec. 3.2)
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adamw"  # adamw (decoupled weight decay), adam, sgd
+    lr: float = 1e-3  # peak learning rate (after warmup)
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    momentum: float = 0.9  # sgd
+    nesterov: bool = False  # sgd
+    clip_grad_norm: float | None = 1.0  # global-norm clipping; None: off
+    layer_decay: float | None = None  # layer-wise lr decay: block i gets lr * decay^(depth - i)
+    loss: str = "softmax"  # softmax or sigmoid cross-entropy (the paper pretrains with sigmoid)
+
+
+@dataclass
+class ScheduleConfig:
+    epochs: int = 10
+    steps: int | None = None  # total optimizer steps; overrides epochs when set
+    warmup_steps: int | None = None  # overrides warmup_epochs when set
+    warmup_epochs: float = 0.0
+    decay: str = "cosine"  # cosine, linear, constant
+    min_lr_ratio: float = 0.0  # final lr as a fraction of the peak
+
+
+@dataclass
+class RunConfig:
+    seed: int = 0
+    device: str = "auto"  # auto (cuda when available), cpu, cuda, cuda:1
+    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU), fp32, bf16
+    threads: int | None = None  # torch CPU threads per process; None: cores / local processes
+    ema_decay: float = 0.0  # Polyak/EMA averaging of the weights (e.g. 0.9999); 0: off. Eval and model/ use it
+    eval_every_epochs: int = 1
+    ckpt_every_steps: int = 500  # periodic checkpoint; 0: only end of epoch
+    keep_last: int = 2  # periodic/epoch checkpoints kept (best.pt is kept separately)
+    log_every_steps: int = 20
+    grad_checkpointing: bool = False
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelSection = field(default_factory=ModelSection)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain YAML-able dict; the model's options are flattened into its section."""
+        d = {f.name: _plain(asdict(getattr(self, f.name))) for f in fields(self)}
+        options = d["model"].pop("options")
+        d["model"].update(options)
+        return d
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def validate(self) -> None:
+        """Cross-field checks, so a bad recipe fails before the data is loaded."""
+        o, s, d, r = self.optim, self.schedule, self.data, self.train
+        _choice("optim.name", o.name, ("adamw", "adam", "sgd"))
+        _choice("optim.loss", o.loss, ("softmax", "sigmoid"))
+        _choice("schedule.decay", s.decay, ("cosine", "linear", "constant"))
+        _choice("train.precision", r.precision, ("auto", "fp32", "bf16"))
+        if d.batch_size < 1 or d.accum_steps < 1 or d.batch_size % d.accum_steps:
+            raise ValueError(f"data.batch_size={d.batch_size} must be a positive multiple of data.accum_steps={d.accum_steps}")
+        if o.lr <= 0 or (o.clip_grad_norm is not None and o.clip_grad_norm <= 0):
+            raise ValueError("optim.lr and optim.clip_grad_norm must be > 0 (clip_grad_norm: null turns clipping off)")
+        if o.layer_decay is not None and not 0 < o.layer_decay <= 1:
+            raise ValueError(f"optim.layer_decay={o.layer_decay} must be in (0, 1]")
+        if s.epochs < 1 and not s.steps:
+            raise ValueError("schedule.epochs must be >= 1 (or set schedule.steps)")
+        if not 0 <= r.ema_decay < 1:
+            raise ValueError(f"train.ema_decay={r.ema_decay} must be in [0, 1)")
+        if r.keep_last < 1 or r.ckpt_every_steps < 0 or r.log_every_steps < 1 or r.eval_every_epochs < 1:
+            raise ValueError("train.keep_last, log_every_steps, eval_every_epochs must be >= 1, ckpt_every_steps >= 0")
+        if self.model.name is None and self.model.weights is None:
+            raise ValueError("set model.name (a registered model) or model.weights (a checkpoint to start from)")
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    return v
+
+
+def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{key}={value!r} is not one of {allowed}")
+
+
+# ------------------------------------------------------------------------------------ typed values
+_NoneType = type(None)
+
+
+def coerce(value: Any, hint: Any, key: str) -> Any:
+    """``value`` (parsed YAML) as type ``hint``; a clear ValueError naming ``key`` when it does not fit."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and _NoneType in args:
+            return None
+        errors = []
+        for a in args:
+            if a is _NoneType:
+                continue
+            try:
+                return coerce(value, a, key)
+            except ValueError as e:
+                errors.append(str(e))
+        raise ValueError(errors[0] if len(errors) == 1 else f"{key}: {value!r} fits none of {hint}")
+    if hint is Any:
+        return value
+    if origin in (tuple, list):
+        if isinstance(value, int) and not isinstance(value, bool) and args == (int, int):
+            value = [value, value]  # img_size=32 -> (32, 32)
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{key}: expected a list like [a, b], got {value!r}")
+        if args and args[-1] is Ellipsis:
+            items = [coerce(v, args[0], key) for v in value]
+        elif args:
+            if len(value) != len(args):
+                raise ValueError(f"{key}: expected {len(args)} values, got {len(value)} ({value!r})")
+            items = [coerce(v, a, key) for v, a in zip(value, args)]
+        else:
+            items = list(value)
+        return tuple(items) if origin is tuple else items
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ValueError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool):
+            raise ValueError(f"{key}: expected a number, got {value!r}")
+        try:
+            return float(value)  # also "1e-3", which YAML 1.1 reads as a string
+        except (TypeError, ValueError):
+            raise ValueError(f"{key}: expected a number, got {value!r}") from None
+    if hint is str:
+        if isinstance(value, (dict, list)) or value is None:
+            raise ValueError(f"{key}: expected a string, got {value!r}")
+        return str(value)
+    raise TypeError(f"{key}: unsupported field type {hint}")
+
+
+_SECTIONS = {f.name: f for f in fields(Config)}
+_MODEL_OWN = ("name", "weights", "reset_head")
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _valid_keys() -> list[str]:
+    keys = []
+    for sec, f in _SECTIONS.items():
+        cls = f.default_factory  # type: ignore[misc]
+        names = _MODEL_OWN + tuple(v.name for v in fields(ViTConfig)) if sec == "model" else [v.name for v in fields(cls)]
+        keys += [f"{sec}.{n}" for n in names]
+    return keys
+
+
+class ConfigKeyError(KeyError):
+    """An unknown config key; printed as plain text (KeyError would quote and escape the message)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def _unknown(key: str) -> KeyError:
+    valid = _valid_keys()
+    close = difflib.get_close_matches(key, valid, n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    return ConfigKeyError(f"unknown config key {key!r}.{hint} Valid keys:\n  " + "\n  ".join(valid))
+
+
+def set_value(cfg: Config, key: str, value: Any) -> None:
+    """Set ``section.field`` on ``cfg`` with type checking (``value``: parsed YAML)."""
+    sec, _, name = key.partition(".")
+    if sec not in _SECTIONS or not name:
+        raise _unknown(key)
+    obj = getattr(cfg, sec)
+    if sec == "model" and name not in _MODEL_OWN:
+        hints = _hints(ViTConfig)
+        if name not in hints:
+            raise _unknown(key)
+        obj.options[name] = _plain(coerce(value, hints[name], key))
+        return
+    hints = _hints(type(obj))
+    if name not in hints or name == "options":
+        raise _unknown(key)
+    setattr(obj, name, coerce(value, hints[name], key))
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"optim.lr=3e-4"`` -> ("optim.lr", 0.0003): the value is read as YAML (null, true, [1, 2], ...)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"override {text!r} is not of the form section.field=value (e.g. optim.lr=3e-4)")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as e:
+        raise ValueError(f"override {text!r}: cannot parse the value ({e})") from None
+    return key.strip(), value
+
+
+def config_from_dict(d: dict[str, Any]) -> Config:
+    cfg = Config()
+    if not isinstance(d, dict):
+        raise ValueError(f"a config must be a mapping of sections ({', '.join(_SECTIONS)}), got {type(d).__name__}")
+    for sec, body in d.items():
+        if sec not in _SECTIONS:
+            raise ConfigKeyError(f"unknown config section {sec!r}; valid sections: {', '.join(_SECTIONS)}")
+        if body is None:
+            continue
+        if not isinstance(body, dict):
+            raise ValueError(f"config section {sec!r} must be a mapping, got {body!r}")
+        for name, value in body.items():
+            set_value(cfg, f"{sec}.{name}", value)
+    return cfg
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """A recipe file (or the defaults) with ``section.field=value`` overrides applied, validated."""
+    d: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"config file {p} not found (recipes live in configs/, e.g. configs/fmnist.yaml)")
+        try:
+            d = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ValueError(f"{p} is not valid YAML: {e}") from None
+    cfg = config_from_dict(d)
+    for text in overrides:
+        set_value(cfg, *parse_override(text))
+    cfg.validate()
+    return cfg
+
+
+def model_options(cfg: Config) -> dict[str, Any]:
+    """The ViTConfig overrides of the model section, typed as ViTConfig expects."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.model.options.items()}

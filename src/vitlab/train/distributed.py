@@ -1,0 +1,91 @@
+"""Processes and devices: torchrun/DDP setup (gloo on CPU, NCCL on GPU) and the step-indexed sampler.
+
+Data order is a pure function of (seed, epoch, step): every process computes the same permutation
+of the training set for an epoch and takes its micro-batches from it, so no sampler state has to be
+saved and a resumed run continues at exactly the next micro-batch, whatever the number of processes.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    local_world: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def pick_device(spec: str, local_rank: int = 0) -> torch.device:
+    if spec == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    dev = torch.device(spec)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"train.device={spec!r} but CUDA is not available; use train.device=cpu or auto")
+    return dev
+
+
+def setup(device: str) -> Dist:
+    """Join the process group torchrun describes in the environment (or run as a single process)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+    dev = pick_device(device, local_rank)
+    if dev.type == "cuda" and device == "auto":
+        torch.cuda.set_device(dev)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", rank=rank, world_size=world)
+    return Dist(rank, world, local_rank, local_world, dev)
+
+
+def teardown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_sum(t: torch.Tensor, d: Dist) -> torch.Tensor:
+    """Sum over processes (in place, returned); a no-op for one process."""
+    if d.world > 1:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def barrier(d: Dist) -> None:
+    if d.world > 1:
+        dist.barrier()
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The permutation of the n training images used in ``epoch`` (same on every process)."""
+    g = torch.Generator().manual_seed(_mix(seed, epoch, 0x5EED))
+    return torch.randperm(n, generator=g)
+
+
+def micro_batch_indices(order: torch.Tensor, step_in_epoch: int, global_batch: int, micro: int, k: int) -> torch.Tensor:
+    """Image indices of micro-batch ``k`` (of global_batch // micro) of a step in the epoch."""
+    start = step_in_epoch * global_batch + k * micro
+    return order[start : start + micro]
+
+
+def _mix(*xs: int) -> int:
+    """A well-spread 63-bit seed from integers (splitmix64 steps), for independent streams."""
+    h = 0x9E3779B97F4A7C15
+    for x in xs:
+        h = (h ^ (int(x) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
+        h = (h ^ (h >> 31)) * 0x94D049BB133111EB & 0xFFFFFFFFFFFFFFFF
+    return h & 0x7FFFFFFFFFFFFFFF
+
+
+def stream_seed(seed: int, step: int, k: int) -> int:
+    """Seed of the random stream (augmentation, mixup, dropout) of micro-batch k at optimizer step ``step``."""
+    return _mix(seed, step, k, 0xA11C)
