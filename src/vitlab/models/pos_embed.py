@@ -33,7 +33,7 @@ def resample_grid(grid: Tensor, new_size: Grid, method: str = "official", antial
     if tuple(grid.shape[1:3]) == tuple(new_size):
         return grid
     dtype = grid.dtype
-    x = grid.permute(0, 3, 1, 2).float()
+    x = grid.permute(0, 3, 1, 2).to(torch.promote_types(dtype, torch.float32))  # at least fp32, keep fp64
     if method == "official":
         x = F.interpolate(x, size=new_size, mode="bilinear", align_corners=True)
     else:
@@ -79,12 +79,17 @@ def resample_axis(embed: Tensor, new_len: int, method: str = "official", antiali
 
 
 def sincos_2d(grid_size: Grid, dim: int, temperature: float = 10000.0) -> Tensor:
-    """Fixed 2-D sine-cosine embedding (1, h*w, dim): a quarter of the channels each for sin/cos of y/x."""
+    """Fixed 2-D sine-cosine embedding (1, h*w, dim) as big_vision's ``posemb_sincos_2d``.
+
+    A quarter of the channels each for sin(x), cos(x), sin(y), cos(y); frequencies run from 1 to
+    1/temperature inclusive.
+    """
     if dim % 4:
         raise ValueError(f"sin-cos position embedding needs embed_dim divisible by 4, got {dim}")
     h, w = grid_size
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
-    omega = 1.0 / temperature ** (torch.arange(dim // 4, dtype=torch.float32) / (dim // 4))
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
+    quarter = dim // 4
+    omega = 1.0 / temperature ** (torch.arange(quarter, dtype=torch.float64) / max(quarter - 1, 1))
     y = ys.reshape(-1, 1) * omega
     x = xs.reshape(-1, 1) * omega
-    return torch.cat([y.sin(), y.cos(), x.sin(), x.cos()], dim=1).unsqueeze(0)
+    return torch.cat([x.sin(), x.cos(), y.sin(), y.cos()], dim=1).float().unsqueeze(0)

@@ -175,18 +175,31 @@ class Attention(nn.Module):
 
     def forward(self, x: Tensor, return_attention: bool = False) -> tuple[Tensor, Tensor | None]:
         B, N, D = x.shape
-        q, k, v = self.qkv(x).view(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        qkv = self.qkv(x)
         drop = self.attn_drop if self.training else 0.0
-        if return_attention:
-            # The explicit path, only when asked: the fused kernel never materialises the probabilities.
-            attn = (q * self.scale) @ k.transpose(-2, -1)
-            attn = attn.softmax(dim=-1)
-            out = F.dropout(attn, drop, self.training) @ v
+        if return_attention:  # the explicit path, only when asked: SDPA never materialises the probabilities
+            out, attn = self._per_head(qkv, drop)
         else:
+            q, k, v = qkv.view(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=drop).transpose(1, 2).reshape(B, N, D)
             attn = None
-            out = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)
-        out = out.transpose(1, 2).reshape(B, N, D)
         return self.proj_drop(self.proj(out)), attn
+
+    def _per_head(self, qkv: Tensor, drop: float) -> tuple[Tensor, Tensor]:
+        """softmax(q k^T / sqrt(d)) v head by head, on strided views of qkv (no layout copies).
+
+        Also measured as a fast path for short sequences on the CPU: ~6% faster steps for 3 heads of
+        64 at 1 thread, but its many small kernels lose badly to SDPA with 2 threads on a busy machine.
+        """
+        B, N, _ = qkv.shape
+        H = self.num_heads
+        heads = qkv.view(B, N, 3 * H, self.head_dim).unbind(2)  # q_0..q_H-1, k_0.., v_0..: (B, N, d) views
+        outs, probs = [], []
+        for h in range(H):
+            p = torch.bmm(heads[h], heads[H + h].transpose(1, 2)).mul_(self.scale).softmax(dim=-1)
+            probs.append(p)
+            outs.append(torch.bmm(F.dropout(p, drop, self.training), heads[2 * H + h]))
+        return torch.cat(outs, dim=-1), torch.stack(probs, dim=1)
 
 
 class Mlp(nn.Module):
@@ -320,16 +333,15 @@ class VisionTransformer(nn.Module):
     # -- initialisation (official: xavier-uniform dense kernels, tiny-normal MLP biases, zero head) ------
 
     def init_weights(self) -> None:
-        for m in self.blocks.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
-            if isinstance(m, Mlp):
-                nn.init.normal_(m.fc1.bias, std=1e-6)
-                nn.init.normal_(m.fc2.bias, std=1e-6)
-            if isinstance(m, Attention):
-                for w in m.qkv.weight.chunk(3, dim=0):  # xavier over each of q, k, v (D x D), as if separate
-                    nn.init.xavier_uniform_(w)
+        for blk in self.blocks:
+            for w in blk.attn.qkv.weight.chunk(3, dim=0):  # xavier over each of q, k, v (D x D), as if separate
+                nn.init.xavier_uniform_(w)
+            nn.init.zeros_(blk.attn.qkv.bias)
+            for lin in (blk.attn.proj, blk.mlp.fc1, blk.mlp.fc2):
+                nn.init.xavier_uniform_(lin.weight)
+                nn.init.zeros_(lin.bias)
+            nn.init.normal_(blk.mlp.fc1.bias, std=1e-6)
+            nn.init.normal_(blk.mlp.fc2.bias, std=1e-6)
         for p in (self.pos_embed, self.pos_embed_row, self.pos_embed_col):
             if p is not None:
                 nn.init.normal_(p, std=0.02)
