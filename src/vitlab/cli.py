@@ -176,10 +176,40 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_eval)
 
 
+def _fewshot(args: argparse.Namespace) -> int:
+    from .evaluate.fewshot import fewshot_checkpoint, format_fewshot
+
+    report = fewshot_checkpoint(args.ckpt, args.data, args.split_train, args.split_test, tuple(args.shots),
+                                tuple(args.seeds), args.max_test, args.data_dir, args.batch_size, args.device,
+                                out=args.out)
+    print(format_fewshot(report))
+    if args.out:
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _add_fewshot(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("fewshot", help="few-shot linear probe of a checkpoint's frozen features (the paper's ridge "
+                                       "regression, k shots per class, several seeds)")
+    p.add_argument("ckpt", help="run directory, save_pretrained directory, or any checkpoint vitlab reads")
+    p.add_argument("--data", required=True, help="dataset name (fashion_mnist, cifar10, digits, ...) or path")
+    p.add_argument("--split-train", default="train", help="split the shots are drawn from (default train)")
+    p.add_argument("--split-test", default="test", help="split the probe is scored on (default test)")
+    p.add_argument("--shots", type=int, nargs="+", default=[1, 5, 10, 25], help="examples per class (default 1 5 10 25)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="random draws of the shots (default 0 1 2)")
+    p.add_argument("--max-test", type=int, help="score on a fixed random subset of this many test images")
+    p.add_argument("--data-dir", help="where named datasets live (default: $VITLAB_DATA, system paths)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
+    p.add_argument("--out", help="also write the results as JSON to this file")
+    p.set_defaults(func=_fewshot)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vitlab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_models, _add_convert, _add_info, _add_predict, _add_analyze, _add_data, _add_train, _add_eval):
+    for add in (_add_models, _add_convert, _add_info, _add_predict, _add_analyze, _add_data, _add_train, _add_eval,
+                _add_fewshot):
         add(sub)
     return parser
 

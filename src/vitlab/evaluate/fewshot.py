@@ -7,7 +7,11 @@ by the arg-max of the regression output.
 """
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,12 +23,17 @@ BIAS_FEATURE = 100.0
 
 @torch.inference_mode()
 def extract_features(
-    model: nn.Module, images: Tensor, transform, batch_size: int = 256, device: str | torch.device = "cpu"
+    model: nn.Module, images: Tensor, transform, batch_size: int = 256, device: str | torch.device = "cpu",
+    progress: str | None = None,
 ) -> np.ndarray:
-    """Frozen representation (``forward_head(..., pre_logits=True)``) of a uint8 image batch, in chunks."""
+    """Frozen representation (``forward_head(..., pre_logits=True)``) of a uint8 image batch, in chunks;
+    ``progress``: a label for a tqdm bar (None: silent)."""
+    from tqdm import tqdm
+
     model.eval().to(device)
     out = []
-    for i in range(0, len(images), batch_size):
+    starts = range(0, len(images), batch_size)
+    for i in tqdm(starts, desc=progress, unit="batch", disable=progress is None, leave=False):
         x = transform(images[i : i + batch_size]).to(device)
         out.append(model.forward_head(model.forward_features(x), pre_logits=True).float().cpu())
     return torch.cat(out).numpy().astype(np.float64)
@@ -76,6 +85,29 @@ class FewShotResult:
     def mean(self) -> float:
         return float(np.mean(self.accuracies))
 
+    @property
+    def std(self) -> float:
+        """Spread over the seeds (population std: 0 for a single seed)."""
+        return float(np.std(self.accuracies))
+
+
+def fewshot_draws(labels: np.ndarray, shots: tuple[int, ...], seeds: tuple[int, ...]) -> dict[tuple[int, int], np.ndarray]:
+    """The training indices of every (shots, seed) draw; drawn from the labels alone, so only the images
+    they name need features."""
+    return {(k, seed): sample_shots(labels, k, seed) for k in shots for seed in seeds}
+
+
+def probe_draws(
+    draws: dict[tuple[int, int], np.ndarray], train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
+    test_y: np.ndarray, num_classes: int, l2_reg: float = L2_REG,
+) -> list[FewShotResult]:
+    """One ridge probe per draw (``draws`` index rows of ``train_x``), grouped by shot count."""
+    by_shots: dict[int, list[float]] = {}
+    for (k, _), idx in draws.items():
+        acc = linear_probe_accuracy(train_x[idx], train_y[idx], test_x, test_y, num_classes, l2_reg)
+        by_shots.setdefault(k, []).append(acc)
+    return [FewShotResult(k, accs) for k, accs in by_shots.items()]
+
 
 def fewshot_eval(
     train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
@@ -83,11 +115,68 @@ def fewshot_eval(
 ) -> list[FewShotResult]:
     """The paper's protocol over several shot counts and random draws of the shots."""
     num_classes = int(max(train_y.max(), test_y.max())) + 1
-    results = []
-    for k in shots:
-        accs = []
-        for seed in seeds:
-            idx = sample_shots(train_y, k, seed)
-            accs.append(linear_probe_accuracy(train_x[idx], train_y[idx], test_x, test_y, num_classes, l2_reg))
-        results.append(FewShotResult(k, accs))
-    return results
+    return probe_draws(fewshot_draws(train_y, shots, seeds), train_x, train_y, test_x, test_y, num_classes, l2_reg)
+
+
+def fewshot_checkpoint(
+    ckpt: str | os.PathLike, data: str, split_train: str = "train", split_test: str = "test",
+    shots: tuple[int, ...] = (1, 5, 10, 25), seeds: tuple[int, ...] = (0, 1, 2), max_test: int | None = None,
+    data_dir: str | None = None, batch_size: int = 256, device: str | None = None, l2_reg: float = L2_REG,
+    out: str | os.PathLike | None = None, progress: bool = True,
+) -> dict[str, Any]:
+    """The paper's few-shot probe of a checkpoint's frozen pre-logits features on a dataset.
+
+    Images are preprocessed as the checkpoint expects (EvalTransform with its img_size, mean, std,
+    in_chans). The shots are drawn from the training labels first, so only those images are embedded;
+    ``max_test`` evaluates on a fixed random subset of the test split. Accuracies are in percent; the
+    report is also written as JSON to ``out`` when given.
+    """
+    from ..data import EvalTransform, open_dataset
+    from .metrics import load_for_eval
+
+    shots, seeds = tuple(int(k) for k in shots), tuple(int(s) for s in seeds)
+    if not shots or min(shots) < 1 or not seeds:
+        raise ValueError(f"need at least one shot count >= 1 and one seed, got shots={shots}, seeds={seeds}")
+    if max_test is not None and max_test < 1:
+        raise ValueError(f"max_test must be >= 1, got {max_test}")
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    train = open_dataset(data, split_train, data_dir)
+    test = open_dataset(data, split_test, data_dir)
+    if list(train.classes) != list(test.classes):
+        raise ValueError(f"{data}: splits {split_train!r} and {split_test!r} have different classes "
+                         f"({list(train.classes)[:5]}... vs {list(test.classes)[:5]}...)")
+    train_y = train.labels.numpy()
+    draws = fewshot_draws(train_y, shots, seeds)  # raises before any model work if a class is too small
+    used = np.unique(np.concatenate(list(draws.values())))
+    rows = {key: np.searchsorted(used, idx) for key, idx in draws.items()}
+    test_idx = np.arange(len(test))
+    if max_test is not None and max_test < len(test):
+        test_idx = np.sort(np.random.default_rng(0).permutation(len(test))[:max_test])
+
+    model = load_for_eval(str(ckpt), dev)
+    cfg = model.cfg
+    tf = EvalTransform(cfg.img_size, cfg.mean, cfg.std, in_chans=cfg.in_chans)
+    label = "features" if progress else None
+    train_x = extract_features(model, train.images[torch.as_tensor(used)], tf, batch_size, dev, label)
+    test_x = extract_features(model, test.images[torch.as_tensor(test_idx)], tf, batch_size, dev, label)
+    results = probe_draws(rows, train_x, train_y[used], test_x, test.labels.numpy()[test_idx], train.num_classes, l2_reg)
+    report = {
+        "checkpoint": str(ckpt), "data": data, "split_train": split_train, "split_test": split_test,
+        "num_classes": train.num_classes, "feature_dim": int(train_x.shape[1]), "train_images_embedded": len(used),
+        "test_images": len(test_idx), "l2_reg": l2_reg, "seeds": list(seeds), "unit": "percent",
+        "results": [{"shots": r.shots, "mean": 100 * r.mean, "std": 100 * r.std,
+                     "per_seed": [100 * a for a in r.accuracies]} for r in results],
+    }
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def format_fewshot(report: dict[str, Any]) -> str:
+    """The report as a table: one row per shot count, mean accuracy +- std over the seeds."""
+    lines = [f"{report['checkpoint']}: {report['data']} few-shot linear probe ({report['feature_dim']}-d pre-logits, "
+             f"{report['test_images']} {report['split_test']} images, {len(report['seeds'])} seed(s))",
+             f"{'shots':>6}  {'accuracy':>16}"]
+    lines += [f"{r['shots']:>6}  {r['mean']:7.2f}% ± {r['std']:5.2f}" for r in report["results"]]
+    return "\n".join(lines)

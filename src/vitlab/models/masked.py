@@ -7,7 +7,7 @@ output token the model predicts that patch's mean colour quantised to 3 bits per
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -27,9 +27,24 @@ class MaskedOutput(NamedTuple):
         return F.cross_entropy(self.logits, self.targets)
 
 
-def mean_colour_targets(images: Tensor, patch_size: int, pixel_range: tuple[float, float] = (-1.0, 1.0)) -> Tensor:
-    """Each patch's per-channel mean colour, quantised to 3 bits per channel -> one class id (B, N)."""
-    lo, hi = pixel_range
+PixelRange = tuple[float | Sequence[float], float | Sequence[float]]
+
+
+def pixel_range(mean: Sequence[float], std: Sequence[float], channels: int | None = None) -> PixelRange:
+    """Per-channel values that black and white take after ``(x / 255 - mean) / std``: the range the
+    colour levels are cut from when the model sees normalised images. A normalisation with the same
+    value for every channel (e.g. [-1, 1] as 3 values) fits any ``channels``, as in the data pipeline."""
+    if channels is not None and len(mean) != channels:
+        if len(set(mean)) != 1 or len(set(std)) != 1:
+            raise ValueError(f"mean/std have {len(mean)} values but the model has {channels} channel(s)")
+        mean, std = mean[:1], std[:1]
+    return tuple((0.0 - m) / s for m, s in zip(mean, std)), tuple((1.0 - m) / s for m, s in zip(mean, std))
+
+
+def mean_colour_targets(images: Tensor, patch_size: int, pixel_range: PixelRange = (-1.0, 1.0)) -> Tensor:
+    """Each patch's per-channel mean colour, quantised to 3 bits per channel -> one class id (B, N).
+    ``pixel_range``: (black, white), each a number or one value per channel."""
+    lo, hi = (torch.as_tensor(v, dtype=torch.float32, device=images.device) for v in pixel_range)
     means = F.avg_pool2d(images.float(), patch_size).flatten(2).transpose(1, 2)  # (B, N, C)
     levels = ((means - lo) / (hi - lo) * 2**BITS).floor().clamp_(0, 2**BITS - 1).long()
     weights = (2**BITS) ** torch.arange(levels.shape[-1], device=images.device)
@@ -41,7 +56,7 @@ class MaskedPatchPredictor(nn.Module):
 
     def __init__(
         self, model: VisionTransformer, corrupt_ratio: float = 0.5, mask_prob: float = 0.8, random_prob: float = 0.1,
-        pixel_range: tuple[float, float] = (-1.0, 1.0),
+        pixel_range: PixelRange = (-1.0, 1.0),
     ):
         super().__init__()
         if model.cfg.backbone_layers is not None:
@@ -72,8 +87,15 @@ class MaskedPatchPredictor(nn.Module):
         out = torch.where(to_mask[..., None], self.mask_token.to(out.dtype).expand(B, N, D), out)
         return out, mask
 
-    def forward(self, images: Tensor, generator: torch.Generator | None = None) -> MaskedOutput:
-        m = self.model
+    def no_weight_decay(self) -> set[str]:
+        """The encoder's exclusions under their names here, and the [mask] embedding (like the class token)."""
+        return {"mask_token"} | {f"model.{n}" for n in self.model.no_weight_decay()}
+
+    def forward(
+        self, images: Tensor, generator: torch.Generator | None = None, encoder: VisionTransformer | None = None
+    ) -> MaskedOutput:
+        """``encoder``: run another encoder of the same shape (e.g. an EMA copy) with this head and [mask]."""
+        m = encoder if encoder is not None else self.model
         tokens, grid = m.patch_embed(images)
         tokens, mask = self.corrupt(tokens, generator)
         x = m._pos_embed(tokens, grid)

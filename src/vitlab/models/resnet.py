@@ -386,11 +386,18 @@ def load_resnet_weights(model: ResNet, path: str | os.PathLike, strict: bool = T
     if ckpt.format not in ("vitlab", "vitlab-run", "vitlab-state-dict"):
         raise ValueError(f"{path} is a {ckpt.format} checkpoint; ResNet classifiers load vitlab checkpoints "
                          "(save_pretrained directories or vitlab state dicts) only")
-    state, own, notes = dict(ckpt.state), model.state_dict(), []
-    head = [k for k in state if k.startswith("head.")]
-    if any(k not in own or own[k].shape != state[k].shape for k in head):
-        for k in head:
-            del state[k]
-        state.update({k: v for k, v in own.items() if k.startswith("head.")})
-        notes.append(f"checkpoint's head replaced by a zero-initialised head with {model.cfg.num_classes} classes")
+    state = dict(ckpt.state)
+    notes = fit_resnet_head(model, state)
     return {**check_and_load(model, state, source=str(path), strict=strict), "notes": notes}
+
+
+def fit_resnet_head(model: ResNet, state: dict[str, Tensor]) -> list[str]:
+    """Replace, in place, a checkpoint head that does not fit ``model`` by the model's zero-initialised one."""
+    own = model.state_dict()
+    head = [k for k in state if k.startswith("head.")]
+    if not any(k not in own or own[k].shape != state[k].shape for k in head):
+        return []
+    for k in head:
+        del state[k]
+    state.update({k: v for k, v in own.items() if k.startswith("head.")})
+    return [f"checkpoint's head replaced by a zero-initialised head with {model.cfg.num_classes} classes"]

@@ -81,6 +81,7 @@ class ScheduleConfig:
 @dataclass
 class RunConfig:
     seed: int = 0
+    objective: str = "classify"  # classify (labels) or masked_patch (self-supervised, paper appendix B.1.2)
     device: str = "auto"  # auto (cuda when available), cpu, cuda, cuda:1
     precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU), fp32, bf16
     threads: int | None = None  # torch CPU threads per process; None: cores / local processes
@@ -117,6 +118,10 @@ class Config:
         _choice("optim.loss", o.loss, ("softmax", "sigmoid"))
         _choice("schedule.decay", s.decay, ("cosine", "linear", "constant"))
         _choice("train.precision", r.precision, ("auto", "fp32", "bf16"))
+        _choice("train.objective", r.objective, ("classify", "masked_patch"))
+        if r.objective == "masked_patch" and (d.mixup_alpha or d.cutmix_alpha or d.label_smoothing or o.layer_decay):
+            raise ValueError("train.objective=masked_patch predicts patch colours, not labels: set data.mixup_alpha, "
+                             "data.cutmix_alpha and data.label_smoothing to 0 and optim.layer_decay to null")
         if d.batch_size < 1 or d.accum_steps < 1 or d.batch_size % d.accum_steps:
             raise ValueError(f"data.batch_size={d.batch_size} must be a positive multiple of data.accum_steps={d.accum_steps}")
         if o.lr <= 0 or (o.clip_grad_norm is not None and o.clip_grad_norm <= 0):

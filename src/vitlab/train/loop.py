@@ -6,6 +6,11 @@ checkpoint. Every random draw of micro-batch k at step s (crop, flip, RandAugmen
 stochastic depth) comes from a stream seeded by (seed, s, k), and the data order from (seed, epoch),
 so a run resumed from any checkpoint, or split over another number of processes with the same global
 batch, computes the same thing as an uninterrupted single run.
+
+``train.objective=masked_patch`` swaps the labels for the paper's self-supervised pretext task
+(appendix B.1.2): the encoder (built without a head) is wrapped in a MaskedPatchPredictor, whose
+[mask] embedding and colour head are trained and checkpointed with it; ``RUN/model`` is the encoder
+alone, ready for fine-tuning (``model.weights=RUN/model``).
 """
 from __future__ import annotations
 
@@ -46,20 +51,24 @@ class TrainResult:
 
 
 def build_model(cfg: Config, classes: list[str]) -> nn.Module:
-    """The configured model, with its head sized for ``classes`` and the preprocessing metadata set."""
+    """The configured model, with its head sized for ``classes`` and the preprocessing metadata set
+    (headless, ``num_classes=0``, for ``train.objective=masked_patch``)."""
     from ..models.registry import create_model
     from ..weights import load_model
 
     m, opts = cfg.model, model_options(cfg)
-    opts.setdefault("num_classes", len(classes))
+    n = 0 if cfg.train.objective == "masked_patch" else len(classes)
+    opts.setdefault("num_classes", n)
     model = create_model(m.name, weights=m.weights, **opts) if m.name else load_model(m.weights, **opts)
     if m.reset_head:
-        model.reset_classifier(len(classes), drop_pre_logits=True)
-    if model.cfg.num_classes != len(classes):
-        raise ValueError(f"model.num_classes={model.cfg.num_classes} but the data has {len(classes)} classes")
+        model.reset_classifier(n, drop_pre_logits=True)
+    if model.cfg.num_classes != n:
+        raise ValueError(f"model.num_classes={model.cfg.num_classes} but the data has {len(classes)} classes"
+                         + (" (masked_patch pretraining needs num_classes=0)" if n == 0 else ""))
     if cfg.data.normalize is not None:
         model.cfg.mean, model.cfg.std = get_normalize(cfg.data.normalize)
-    model.cfg.class_names = tuple(classes)
+    if n:
+        model.cfg.class_names = tuple(classes)
     return model
 
 
@@ -100,6 +109,14 @@ class Trainer:
         self.eval_tf = EvalTransform(mc.img_size, mc.mean, mc.std, data.eval_crop_pct, in_chans=mc.in_chans)
         self.mixup = Mixup(data.mixup_alpha, data.cutmix_alpha, data.mixup_prob, data.mixup_switch_prob,
                            data.label_smoothing, len(self.classes))
+        self.masked: nn.Module | None = None  # the pretext wrapper for train.objective=masked_patch
+        if r.objective == "masked_patch":
+            from ..models.masked import MaskedPatchPredictor, pixel_range
+
+            # Targets are cut from the normalised images, so the colour levels span black..white of this normalisation.
+            self.masked = MaskedPatchPredictor(self.model, pixel_range=pixel_range(mc.mean, mc.std, mc.in_chans)).to(self.device)
+        self.trained: nn.Module = self.masked if self.masked is not None else self.model
+        self.mask_gen = torch.Generator(device=self.device)  # corruption stream, reseeded per micro-batch
 
         parts = data.accum_steps * d.world
         if data.batch_size % parts:
@@ -113,17 +130,17 @@ class Trainer:
         self.warmup = s.warmup_steps if s.warmup_steps is not None else round(s.warmup_epochs * self.steps_per_epoch)
         self.images, self.labels = train.images.to(self.device), train.labels.to(self.device)
 
-        self.optimizer = build_optimizer(self.model, cfg.optim)
+        self.optimizer = build_optimizer(self.trained, cfg.optim)
         self.ema = ModelEMA(self.model, r.ema_decay) if r.ema_decay > 0 else None
-        self.net: nn.Module = self.model
+        self.net: nn.Module = self.trained
         if d.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
-            self.net = DDP(self.model, device_ids=[self.device] if self.device.type == "cuda" else None)
+            self.net = DDP(self.trained, device_ids=[self.device] if self.device.type == "cuda" else None)
         self.gen = torch.Generator()  # augmentation stream, reseeded per micro-batch
         self.step, self.best, self.train_time = 0, -1.0, 0.0
         self.last_saved: int | None = None
-        self.last_eval: tuple[int, EvalCounts] | None = None
+        self.last_eval: tuple[int, dict[str, Any]] | None = None  # (step, summary)
         self.stop_signal: int | None = None  # set by the signal handler, at any moment
         self.stop_agreed: int | None = None  # set at a step boundary once every process knows
 
@@ -137,6 +154,7 @@ class Trainer:
             "step": self.step, "epoch": epoch, "step_in_epoch": in_epoch, "total_steps": self.total_steps,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "ema": self.ema.state_dict() if self.ema else None, "rng": rng, "best": self.best,
+            "pretext": self._pretext_state(),
             "train_time": self.train_time, "world": self.d.world, "config": self.cfg.to_dict(),
         }
 
@@ -144,7 +162,15 @@ class Trainer:
         if st["step"] % self.steps_per_epoch != st["step_in_epoch"]:
             raise ValueError(f"checkpoint at step {st['step']} was made with another number of steps per epoch "
                              f"(data size or data.batch_size changed); resume with the original settings")
+        saved = st.get("config", {}).get("train", {}).get("objective", "classify")
+        if saved != self.cfg.train.objective:
+            raise ValueError(f"the checkpoint was trained with train.objective={saved}; resume with it, or start a "
+                             f"new run (--out elsewhere) from its encoder: model.weights=<run>/model")
         self.model.load_state_dict(st["model"])
+        if self.masked is not None:
+            missing, unexpected = self.masked.load_state_dict(st["pretext"], strict=False)
+            if unexpected or any(not k.startswith("model.") for k in missing):
+                raise ValueError(f"the checkpoint's masked-patch state does not fit: missing {missing}, unexpected {unexpected}")
         self.optimizer.load_state_dict(st["optimizer"])
         if self.ema is not None:
             if st["ema"] is None:
@@ -156,6 +182,12 @@ class Trainer:
             torch.cuda.set_rng_state_all(st["rng"]["cuda"])
         self.step, self.best, self.train_time = int(st["step"]), float(st["best"]), float(st["train_time"])
         self.last_saved = self.step
+
+    def _pretext_state(self) -> dict[str, Tensor] | None:
+        """The masked-patch [mask] embedding and head (the encoder is saved under "model")."""
+        if self.masked is None:
+            return None
+        return {k: v for k, v in self.masked.state_dict().items() if not k.startswith("model.")}
 
     def save(self, best: bool = False) -> Path | None:
         path = None
@@ -179,16 +211,22 @@ class Trainer:
             self.gen.manual_seed(seed)
             torch.manual_seed(seed)  # dropout and stochastic depth
             x = self.train_tf(self.images[idx], self.gen)
-            x, target = self.mixup(x, self.labels[idx], self.gen)
+            if self.masked is None:
+                x, target = self.mixup(x, self.labels[idx], self.gen)
+            else:
+                self.mask_gen.manual_seed(seed)
             sync = contextlib.nullcontext() if d.world == 1 or a == accum - 1 else self.net.no_sync()
             with sync:
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                    logits = self.net(x)
-                loss = _loss(logits.float(), target, cfg.optim.loss)
+                    out = self.net(x) if self.masked is None else self.net(x, self.mask_gen)
+                if self.masked is None:
+                    loss = _loss(out.float(), target, cfg.optim.loss)
+                else:
+                    loss = F.cross_entropy(out.logits.float(), out.targets)
                 (loss / accum).backward()
             loss_sum += loss.detach()
         clip = cfg.optim.clip_grad_norm
-        params = [p for p in self.model.parameters() if p.grad is not None]
+        params = [p for p in self.trained.parameters() if p.grad is not None]
         gnorm = torch.nn.utils.clip_grad_norm_(params, clip, foreach=True) if clip else torch.zeros((), device=self.device)
         stat = torch.stack([loss_sum / accum, gnorm.float(), torch.tensor(float(self.stop_signal or 0), device=self.device)])
         stat = dd.all_sum(stat.double(), d).cpu()
@@ -215,6 +253,33 @@ class Trainer:
     @property
     def eval_model(self) -> nn.Module:
         return self.ema.module if self.ema is not None else self.model
+
+    def eval_summary(self, ds) -> dict[str, Any]:
+        """The objective's evaluation: top-1/top-5/loss/per-class, or masked-patch loss and accuracy."""
+        return self.evaluate(ds).summary() if self.masked is None else self.evaluate_masked(ds)
+
+    @torch.inference_mode()
+    def evaluate_masked(self, ds) -> dict[str, Any]:
+        """Masked-patch cross-entropy and accuracy (%) over the corrupted patches; the corruption comes from
+        a generator seeded by train.seed, so successive evaluations compare like with like."""
+        images = ds.images[self.d.rank :: self.d.world]
+        gen = torch.Generator(device=self.device).manual_seed(self.cfg.train.seed)
+        was_training = self.masked.training
+        self.masked.eval()
+        total = torch.zeros(3, dtype=torch.float64, device=self.device)
+        bs = self.cfg.data.eval_batch_size
+        for i in range(0, len(images), bs):
+            x = self.eval_tf(images[i : i + bs].to(self.device, non_blocking=True))
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                out = self.masked(x, gen, encoder=self.eval_model)
+            logits = out.logits.float()
+            total[0] += F.cross_entropy(logits, out.targets, reduction="sum").double()
+            total[1] += (logits.argmax(1) == out.targets).sum()
+            total[2] += len(out.targets)
+        self.masked.train(was_training)
+        total = dd.all_sum(total, self.d).cpu()
+        n = max(float(total[2]), 1.0)
+        return {"masked_loss": float(total[0]) / n, "masked_acc": 100.0 * float(total[1]) / n, "n": len(ds)}
 
     def evaluate(self, ds) -> EvalCounts:
         """Each process evaluates every world-th image; counts are summed across processes."""
@@ -309,15 +374,18 @@ class Trainer:
         last = self.step == self.total_steps
         best = False
         if (end_of_epoch and epoch % r.eval_every_epochs == 0) or last:
-            counts = self.evaluate(self.eval_set)
-            self.last_eval = (self.step, counts)
-            s = counts.summary()
-            log.scalars({"step": self.step, "epoch": self.step / self.steps_per_epoch, f"{self.eval_name}_top1": s["top1"],
-                         f"{self.eval_name}_top5": s["top5"], f"{self.eval_name}_loss": s["loss"]})
-            log.info(f"step {self.step} epoch {self.step / self.steps_per_epoch:.2f}: {self.eval_name} top-1 "
-                     f"{s['top1']:.2f}% top-5 {s['top5']:.2f}% loss {s['loss']:.4f}")
-            best = s["top1"] > self.best
-            self.best = max(self.best, s["top1"])
+            s = self.eval_summary(self.eval_set)
+            self.last_eval = (self.step, s)
+            e, at = self.eval_name, f"step {self.step} epoch {self.step / self.steps_per_epoch:.2f}"
+            if self.masked is None:
+                score, rec = s["top1"], {f"{e}_top1": s["top1"], f"{e}_top5": s["top5"], f"{e}_loss": s["loss"]}
+                log.info(f"{at}: {e} top-1 {s['top1']:.2f}% top-5 {s['top5']:.2f}% loss {s['loss']:.4f}")
+            else:
+                score, rec = s["masked_acc"], {f"{e}_masked_acc": s["masked_acc"], f"{e}_masked_loss": s["masked_loss"]}
+                log.info(f"{at}: {e} masked-patch accuracy {s['masked_acc']:.2f}% loss {s['masked_loss']:.4f}")
+            log.scalars({"step": self.step, "epoch": self.step / self.steps_per_epoch, **rec})
+            best = score > self.best
+            self.best = max(self.best, score)
         if end_of_epoch or last or best or (r.ckpt_every_steps and self.step % r.ckpt_every_steps == 0):
             self.save(best=best)
 
@@ -326,21 +394,28 @@ class Trainer:
         from .report import write_outputs
 
         if self.last_eval is not None and self.last_eval[0] == self.step and self.eval_name == "test":
-            counts = self.last_eval[1]
+            s = self.last_eval[1]
         else:
-            counts = self.evaluate(self.test)
+            s = self.eval_summary(self.test)
         if not self.d.main:
             return None
-        save_pretrained(self.eval_model, self.run_dir / "model")
-        s = counts.summary()
-        final = {"split": "test", "top1": s["top1"], "top5": s["top5"], "loss": s["loss"], "per_class": s["per_class"],
-                 "n": s["n"], "best_" + self.eval_name + "_top1": self.best, "steps": self.step,
-                 "epochs": self.step / self.steps_per_epoch, "train_time_s": self.train_time,
-                 "wall_time_s_this_process": wall, "processes": self.d.world, "device": str(self.device),
-                 "ema": self.ema is not None, "confusion": s["confusion"]}
+        save_pretrained(self.eval_model, self.run_dir / "model")  # masked_patch: the encoder, without the pretext head
+        common = {"steps": self.step, "epochs": self.step / self.steps_per_epoch, "train_time_s": self.train_time,
+                  "wall_time_s_this_process": wall, "processes": self.d.world, "device": str(self.device),
+                  "ema": self.ema is not None}
+        if self.masked is None:
+            final = {"objective": "classify", "split": "test", "top1": s["top1"], "top5": s["top5"], "loss": s["loss"],
+                     "per_class": s["per_class"], "n": s["n"], "best_" + self.eval_name + "_top1": self.best,
+                     **common, "confusion": s["confusion"]}
+            result = f"test top-1 {s['top1']:.2f}% top-5 {s['top5']:.2f}%"
+        else:
+            final = {"objective": "masked_patch", "split": "test", "masked_acc": s["masked_acc"],
+                     "masked_loss": s["masked_loss"], "n": s["n"], "best_" + self.eval_name + "_masked_acc": self.best,
+                     **common}
+            result = f"test masked-patch accuracy {s['masked_acc']:.2f}% loss {s['masked_loss']:.4f}"
         write_outputs(self.run_dir, self.cfg, final, self.classes)
-        log.info(f"done: test top-1 {s['top1']:.2f}% top-5 {s['top5']:.2f}% in {self.train_time / 60:.1f} min of "
-                 f"training; wrote {self.run_dir}/model, final.json, report.md, plots")
+        log.info(f"done: {result} in {self.train_time / 60:.1f} min of training; wrote {self.run_dir}/model, "
+                 "final.json, report.md, plots")
         return final
 
     def _banner(self, resumed: Path | None) -> str:

@@ -33,7 +33,7 @@ def param_groups(model: nn.Module, weight_decay: float, layer_decay: float | Non
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        no_wd = p.ndim <= 1 or name.split(".")[0] in skip
+        no_wd = p.ndim <= 1 or name in skip or name.split(".")[0] in skip
         layer = _layer_id(name, depth) if layer_decay is not None else 0
         scale = layer_decay ** (depth + 1 - layer) if layer_decay is not None else 1.0
         g = groups.setdefault((no_wd, layer), {"params": [], "weight_decay": 0.0 if no_wd else weight_decay,

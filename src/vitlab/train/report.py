@@ -20,10 +20,11 @@ def plot_curves(records: list[dict[str, Any]], path: Path) -> Path:
     train = [r for r in records if r.get("train_loss") is not None]
     ax_loss.plot([r["step"] for r in train], [r["train_loss"] for r in train], label="train loss")
     for split in ("dev", "test"):
-        ev = [r for r in records if r.get(f"{split}_top1") is not None]
-        if ev:
-            ax_loss.plot([r["step"] for r in ev], [r[f"{split}_loss"] for r in ev], "o-", label=f"{split} loss")
-            ax_acc.plot([r["step"] for r in ev], [r[f"{split}_top1"] for r in ev], "o-", label=f"{split} top-1")
+        for acc, loss, name in (("top1", "loss", "top-1"), ("masked_acc", "masked_loss", "masked-patch acc")):
+            ev = [r for r in records if r.get(f"{split}_{acc}") is not None]
+            if ev:
+                ax_loss.plot([r["step"] for r in ev], [r[f"{split}_{loss}"] for r in ev], "o-", label=f"{split} {loss}")
+                ax_acc.plot([r["step"] for r in ev], [r[f"{split}_{acc}"] for r in ev], "o-", label=f"{split} {name}")
     ax_loss.set(xlabel="step", ylabel="loss", title="loss")
     ax_acc.set(xlabel="step", ylabel="accuracy (%)", title="accuracy")
     for ax in (ax_loss, ax_acc):
@@ -67,7 +68,8 @@ def write_outputs(run_dir: Path, cfg: Config, final: dict[str, Any], classes: li
     (run_dir / "final.json").write_text(json.dumps(final, indent=2) + "\n")
     records = read_metrics(run_dir)
     plot_curves(records, run_dir / "curves.png")
-    plot_confusion(final["confusion"], classes, run_dir / "confusion.png")
+    if "confusion" in final:  # classification; masked_patch pretraining has no labels to confuse
+        plot_confusion(final["confusion"], classes, run_dir / "confusion.png")
     (run_dir / "report.md").write_text(render_report(cfg, final, records))
 
 
@@ -75,15 +77,23 @@ def render_report(cfg: Config, final: dict[str, Any], records: list[dict[str, An
     m, o, s, d = cfg.model, cfg.optim, cfg.schedule, cfg.data
     opts = ", ".join(f"{k}={v}" for k, v in m.options.items())
     speed = [r["img_per_s"] for r in records if r.get("img_per_s")]
+    masked = final.get("objective") == "masked_patch"
+    split = "dev" if d.dev_fraction else "test"
+    if masked:
+        metrics = [f"| test masked-patch accuracy | {final['masked_acc']:.2f}% |",
+                   f"| test masked-patch loss | {final['masked_loss']:.4f} |",
+                   f"| best per-epoch {split} masked-patch accuracy | {final[f'best_{split}_masked_acc']:.2f}% |"]
+    else:
+        metrics = [f"| test top-1 | {final['top1']:.2f}% |", f"| test top-5 | {final['top5']:.2f}% |",
+                   f"| test loss | {final['loss']:.4f} |",
+                   f"| best per-epoch {split} top-1 | {final[f'best_{split}_top1']:.2f}% |"]
     lines = [
-        f"# Training report: {m.name or m.weights} on {d.dataset}",
+        f"# Training report: {m.name or m.weights} on {d.dataset}"
+        + (" (masked patch prediction, self-supervised)" if masked else ""),
         "",
         "| metric | value |",
         "|---|---|",
-        f"| test top-1 | {final['top1']:.2f}% |",
-        f"| test top-5 | {final['top5']:.2f}% |",
-        f"| test loss | {final['loss']:.4f} |",
-        f"| best per-epoch {'dev' if d.dev_fraction else 'test'} top-1 | {max(final.get('best_dev_top1', -1), final.get('best_test_top1', -1)):.2f}% |",
+        *metrics,
         f"| steps / epochs | {final['steps']} / {final['epochs']:.2f} |",
         f"| training time | {final['train_time_s'] / 60:.1f} min ({final['processes']} process(es), {final['device']}) |",
         f"| throughput (median) | {sorted(speed)[len(speed) // 2] if speed else 0:.0f} images/s |",
@@ -96,16 +106,20 @@ def render_report(cfg: Config, final: dict[str, Any], records: list[dict[str, An
         f"mixup {d.mixup_alpha} / cutmix {d.cutmix_alpha}, label smoothing {d.label_smoothing}, "
         f"random erasing {d.random_erasing}.",
         "",
-        "## Per-class test accuracy",
-        "",
-        "| class | top-1 |",
-        "|---|---|",
-        *[f"| {c} | {a:.2f}% |" for c, a in final["per_class"].items()],
-        "",
-        "![curves](curves.png)",
-        "",
-        "![confusion](confusion.png)",
-        "",
+        *(["Pretext task: predict the 3-bit mean colour of each corrupted patch (paper appendix B.1.2). "
+            "`model/` is the encoder alone: fine-tune it with `model.weights=<this run>/model`.", "",
+            "![curves](curves.png)", ""] if masked else [
+            "## Per-class test accuracy",
+            "",
+            "| class | top-1 |",
+            "|---|---|",
+            *[f"| {c} | {a:.2f}% |" for c, a in final["per_class"].items()],
+            "",
+            "![curves](curves.png)",
+            "",
+            "![confusion](confusion.png)",
+            "",
+        ]),
         "Files: `model/` (save_pretrained: config.json + model.safetensors), `config.yaml` (resolved recipe), "
         "`metrics.jsonl`, `tb/` (TensorBoard), `checkpoints/` (last-k + best.pt), `final.json`.",
         "",

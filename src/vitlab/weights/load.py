@@ -18,7 +18,7 @@ from typing import Any
 from torch import Tensor
 
 from ..models.pos_embed import resample_axis, resample_pos_embed
-from ..models.resnet import backbone_stride
+from ..models.resnet import ARCHITECTURE as RESNET, ResNet, ResNetConfig, backbone_stride, fit_resnet_head
 from ..models.vit import ViTConfig, VisionTransformer
 from . import check_and_load, hf, official, timm
 from .formats import Checkpoint, read_checkpoint
@@ -120,13 +120,23 @@ def load_weights(model: VisionTransformer, path: str | os.PathLike, strict: bool
     return {"format": ckpt.format, **report, "notes": notes}
 
 
-def infer_config(ckpt: Checkpoint, **overrides: Any) -> ViTConfig:
-    """The architecture a checkpoint was made for, from its config or its shapes; ``overrides`` win."""
+VITLAB_FORMATS = ("vitlab", "vitlab-run", "vitlab-state-dict")
+
+
+def infer_config(ckpt: Checkpoint, **overrides: Any) -> ViTConfig | ResNetConfig:
+    """The architecture a checkpoint was made for, from its config or its shapes; ``overrides`` win.
+    vitlab checkpoints of the ResNet baseline (config ``"architecture": "resnet"``) give a ResNetConfig."""
+    if ckpt.format in VITLAB_FORMATS and (ckpt.config or {}).get("architecture") == RESNET:
+        cfg = {k: v for k, v in ckpt.config.items() if k != "architecture"}
+        unknown = sorted(set(overrides) - {f.name for f in fields(ResNetConfig)})
+        if unknown:
+            raise TypeError(f"unknown ResNet option(s) {unknown}; valid options: {sorted(f.name for f in fields(ResNetConfig))}")
+        return ResNetConfig.from_dict(_with_overrides(cfg, overrides))
     known = {f.name for f in fields(ViTConfig)}
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise TypeError(f"unknown model option(s) {unknown}; valid options: {sorted(known)}")
-    if ckpt.format in ("vitlab", "vitlab-run", "vitlab-state-dict"):
+    if ckpt.format in VITLAB_FORMATS:
         cfg = dict(ckpt.config or {})
     elif ckpt.format == "official":
         cfg = official.infer_config(ckpt.state)
@@ -136,16 +146,33 @@ def infer_config(ckpt: Checkpoint, **overrides: Any) -> ViTConfig:
         cfg = timm.infer_config(to_vitlab_state(ckpt), overrides.get("num_heads"), frozenset(overrides))
         if ckpt.format == "hf":
             cfg["norm_eps"] = 1e-12  # HF's default layer_norm_eps
-    cfg.update(overrides)
-    return ViTConfig.from_dict(cfg)
+    return ViTConfig.from_dict(_with_overrides(cfg, overrides))
 
 
-def load_model(path: str | os.PathLike, **overrides: Any) -> VisionTransformer:
+def _with_overrides(cfg: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``cfg`` updated by ``overrides``; a new class count drops the checkpoint's class names (they
+    belong to the head being replaced) unless new names are given too."""
+    out = {**cfg, **overrides}
+    names = out.get("class_names")
+    if "num_classes" in overrides and "class_names" not in overrides and names and len(names) != out["num_classes"]:
+        out["class_names"] = None
+    return out
+
+
+def load_model(path: str | os.PathLike, **overrides: Any) -> VisionTransformer | ResNet:
     """Build the model a checkpoint was made for and load it: vitlab or training-run directory, HF
-    directory, timm state dict or official .npz. ``overrides``: ViTConfig fields, e.g. ``num_heads=``
-    for a timm file of unregistered width, ``img_size=`` to resample, ``num_classes=`` for a new head."""
+    directory, timm state dict or official .npz (a ResNet for vitlab saves of the ResNet baseline).
+    ``overrides``: config fields, e.g. ``num_heads=`` for a timm file of unregistered width,
+    ``img_size=`` to resample, ``num_classes=`` for a new head."""
     ckpt = read_checkpoint(path)
-    model = VisionTransformer(infer_config(ckpt, **overrides))
+    cfg = infer_config(ckpt, **overrides)
+    if isinstance(cfg, ResNetConfig):
+        resnet, state = ResNet(cfg), dict(ckpt.state)
+        for n in fit_resnet_head(resnet, state):
+            log.warning("%s: %s", ckpt.path, n)
+        check_and_load(resnet, state, source=f"{ckpt.path} ({ckpt.format})", strict=True)
+        return resnet.eval()
+    model = VisionTransformer(cfg)
     state = to_vitlab_state(ckpt)
     method = "official" if ckpt.format == "official" else model.cfg.pos_resample
     for n in fit(model, state, method, _source_grid(ckpt)):
@@ -168,14 +195,18 @@ def describe_checkpoint(path: str | os.PathLike, **overrides: Any) -> str:
         stem = sep.join(parts[: next((i + 1 for i, p in enumerate(parts) if "#" in p), 2)])
         groups[stem] = groups.get(stem, 0) + 1
     h, w = cfg.img_size
+    if isinstance(cfg, ResNetConfig):
+        arch = f"BiT ResNet classifier, stages {list(cfg.layers)}, width x{cfg.width:g}, image {h}x{w}"
+    else:
+        arch = (f"depth {cfg.depth}, dim {cfg.embed_dim}, heads {cfg.num_heads}, mlp {cfg.mlp_dim}, "
+                f"patch {cfg.patch_size}, image {h}x{w}, classifier {cfg.classifier}, pos_embed {cfg.pos_embed}, "
+                f"act {cfg.act}, eps {cfg.norm_eps:g}"
+                + (f", pre_logits {cfg.representation_size}" if cfg.representation_size else "")
+                + (f", ResNet stages {cfg.backbone_layers} x{cfg.backbone_width}" if cfg.backbone_layers else ""))
     lines = [
         f"file:          {ckpt.path}",
         f"format:        {ckpt.format} - {FORMATS[ckpt.format]}",
-        f"architecture:  depth {cfg.depth}, dim {cfg.embed_dim}, heads {cfg.num_heads}, mlp {cfg.mlp_dim}, "
-        f"patch {cfg.patch_size}, image {h}x{w}, classifier {cfg.classifier}, pos_embed {cfg.pos_embed}, "
-        f"act {cfg.act}, eps {cfg.norm_eps:g}"
-        + (f", pre_logits {cfg.representation_size}" if cfg.representation_size else "")
-        + (f", ResNet stages {cfg.backbone_layers} x{cfg.backbone_width}" if cfg.backbone_layers else ""),
+        f"architecture:  {arch}",
         f"parameters:    {n_params:,}",
         f"classes:       {cfg.num_classes}"
         + (f" ({', '.join(cfg.class_names[:10])}{', ...' if len(cfg.class_names) > 10 else ''})" if cfg.class_names else ""),
