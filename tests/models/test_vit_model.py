@@ -3,7 +3,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from vitlab.models.registry import create_model, get_config, list_models
 from vitlab.models.vit import ViTConfig, VisionTransformer

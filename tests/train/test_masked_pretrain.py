@@ -19,7 +19,7 @@ MASKED = ["train.objective=masked_patch", "optim.name=adam", "optim.lr=3e-3", "o
 
 def test_masked_pretraining_resumes_exactly_and_fine_tunes(tmp_path, tiny):
     cfg = load_config(None, tiny + MASKED)
-    ref = train(cfg, tmp_path / "ref", progress=False)
+    train(cfg, tmp_path / "ref", progress=False)
     losses = [r["train_loss"] for r in read_metrics(tmp_path / "ref") if "train_loss" in r]
     assert len(losses) == 12 and all(torch.isfinite(torch.tensor(losses)))
     assert sum(losses[-3:]) < sum(losses[:3])  # 8 grey levels: starts near ln 8, learns the colour statistics

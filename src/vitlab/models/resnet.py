@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import os
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from .vit import Size, ViTConfig, _check_image, _lecun_normal_, to_2tuple
+from .vit import ConfigDict, Size, ViTConfig, _check_image, _lecun_normal_, to_2tuple
 
 WS_EPS = 1e-5  # official: w / (std + 1e-5)
 GN_EPS = 1e-6
@@ -276,7 +276,7 @@ class HybridEmbed(nn.Module):
 
 
 @dataclass
-class ResNetConfig:
+class ResNetConfig(ConfigDict):
     """A BiT ResNet classifier (non-pre-activation units, GroupNorm + weight standardisation)."""
 
     layers: tuple[int, ...] = (3, 4, 6, 3)
@@ -309,17 +309,6 @@ class ResNetConfig:
             raise ValueError(f"drop_rate={self.drop_rate} must be in [0, 1)")
         if self.class_names is not None and self.num_classes and len(self.class_names) != self.num_classes:
             raise ValueError(f"{len(self.class_names)} class_names given for num_classes={self.num_classes}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ResNetConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown ResNetConfig fields {unknown}; known fields: {sorted(known)}")
-        return cls(**d)
 
 
 class ResNet(ResNetBackbone):

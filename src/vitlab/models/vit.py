@@ -40,8 +40,23 @@ def to_2tuple(x: int | tuple[int, int] | list[int]) -> Size:
     return (int(x[0]), int(x[1]))
 
 
+class ConfigDict:
+    """JSON round trip for config dataclasses: tuples become lists, unknown keys are named, not ignored."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]):
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} fields {unknown}; known fields: {sorted(known)}")
+        return cls(**d)
+
+
 @dataclass
-class ViTConfig:
+class ViTConfig(ConfigDict):
     """Everything needed to rebuild a model; saved as config.json next to its weights."""
 
     img_size: Size = (224, 224)
@@ -103,17 +118,6 @@ class ViTConfig:
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name}={getattr(self, name)} must be in [0, 1)")
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ViTConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown ViTConfig fields {unknown}; known fields: {sorted(known)}")
-        return cls(**d)
 
 
 # ----------------------------------------------------------------------------------------------------
