@@ -214,7 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse a command line; `train` overrides may stand before or after options."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:  # argparse leaves overrides that stand after an option: `--out X a=b --no-progress c=d`
@@ -222,6 +223,11 @@ def main(argv: list[str] | None = None) -> int:
             args.overrides += extra
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, KeyError, TypeError) as e:  # user errors: message, not traceback
