@@ -252,6 +252,30 @@ def test_stochastic_depth_is_identity_in_eval_and_random_in_training():
     assert not torch.allclose(m(x), ref(x))
 
 
+@pytest.mark.parametrize("classifier", ["token", "gap"])
+def test_patch_dropout_keeps_a_random_subset_of_patches_in_training_only(classifier):
+    m = tiny(patch_drop_rate=0.5, classifier=classifier)
+    x = torch.randn(4, 3, 16, 16)
+    prefix = 1 if classifier == "token" else 0
+    tokens = m.patch_embed(x)[0]
+    seen = []
+    m.blocks[0].register_forward_hook(lambda mod, inp, out: seen.append(inp[0]))
+    m.train()
+    m(x)
+    kept = seen[-1]
+    n = tokens.shape[1]
+    assert kept.shape[1] == prefix + round(n * 0.5)
+    full = m._pos_embed(tokens, m.grid)
+    if prefix:  # the class token survives, in front
+        torch.testing.assert_close(kept[:, 0], full[:, 0])
+    for b in range(4):  # every kept token is one of this image's own, with its position embedding
+        d = torch.cdist(kept[b, prefix:], full[b, prefix:])
+        assert torch.all(d.min(dim=1).values < 1e-5) and len(set(d.argmin(dim=1).tolist())) == kept.shape[1] - prefix
+    m.eval()
+    m(x)
+    assert seen[-1].shape[1] == prefix + n
+
+
 def test_bad_model_name_suggests_close_names():
     with pytest.raises(ValueError, match="did you mean vit_b16"):
         create_model("vit_b61")

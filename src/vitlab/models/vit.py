@@ -73,6 +73,7 @@ class ViTConfig(ConfigDict):
     drop_rate: float = 0.0
     attn_drop_rate: float = 0.0
     drop_path_rate: float = 0.0
+    patch_drop_rate: float = 0.0  # training only: drop this share of patch tokens (PatchDropout, timm's name)
     act: str = "gelu_tanh"
     norm_eps: float = 1e-6
     head_bias_init: float = 0.0  # the official pretraining head uses -10 with sigmoid cross-entropy
@@ -114,7 +115,7 @@ class ViTConfig(ConfigDict):
             raise ValueError("patch_size must be >= 1, depth and num_classes >= 0")
         if self.class_names is not None and self.num_classes and len(self.class_names) != self.num_classes:
             raise ValueError(f"{len(self.class_names)} class_names given for num_classes={self.num_classes}")
-        for name in ("drop_rate", "attn_drop_rate", "drop_path_rate"):
+        for name in ("drop_rate", "attn_drop_rate", "drop_path_rate", "patch_drop_rate"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name}={getattr(self, name)} must be in [0, 1)")
 
@@ -237,6 +238,32 @@ class DropPath(nn.Module):
         return f"p={self.p}"
 
 
+class PatchDropout(nn.Module):
+    """Keep a random subset of the patch tokens of each image while training (Liu et al. 2022, "PatchDropout").
+
+    Attention and MLP cost scale with the token count, so dropping half the patches roughly halves a
+    training step; evaluation sees every token. Prefix tokens (the class token) are always kept.
+    """
+
+    def __init__(self, p: float = 0.0, num_prefix_tokens: int = 1):
+        super().__init__()
+        self.p = p
+        self.num_prefix_tokens = num_prefix_tokens
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        prefix, patches = x[:, : self.num_prefix_tokens], x[:, self.num_prefix_tokens :]
+        B, N, D = patches.shape
+        keep = max(1, round(N * (1.0 - self.p)))
+        idx = torch.rand(B, N, device=x.device).argsort(dim=1)[:, :keep]
+        patches = patches.gather(1, idx.unsqueeze(-1).expand(-1, -1, D))
+        return torch.cat([prefix, patches], dim=1) if self.num_prefix_tokens else patches
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 class Block(nn.Module):
     def __init__(self, cfg: ViTConfig, drop_path: float = 0.0):
         super().__init__()
@@ -288,6 +315,7 @@ class VisionTransformer(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, D)) if self.num_prefix_tokens else None
         self._init_pos_embed(self.patch_embed.grid_size(cfg.img_size))
         self.pos_drop = nn.Dropout(cfg.drop_rate)
+        self.patch_drop = PatchDropout(cfg.patch_drop_rate, self.num_prefix_tokens)
         rates = [cfg.drop_path_rate * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]  # linear rule
         self.blocks = nn.ModuleList(Block(cfg, r) for r in rates)
         self.norm = nn.LayerNorm(D, eps=cfg.norm_eps)
@@ -369,7 +397,7 @@ class VisionTransformer(nn.Module):
     def forward_features(self, x: Tensor) -> Tensor:
         """Image batch -> final normed tokens (B, prefix + h*w, D)."""
         x, grid = self.patch_embed(x)
-        x = self._pos_embed(x, grid)
+        x = self.patch_drop(self._pos_embed(x, grid))
         for blk in self.blocks:
             if self.grad_checkpointing and torch.is_grad_enabled():
                 x = checkpoint(blk, x, use_reentrant=False)[0]
@@ -410,7 +438,7 @@ class VisionTransformer(nn.Module):
         else:
             keep = [i % depth if -depth <= i < depth else _bad_index(i, depth) for i in indices]
         x, grid = self.patch_embed(x)
-        x = self._pos_embed(x, grid)
+        x = self.patch_drop(self._pos_embed(x, grid))
         tokens, attns = [], []
         for i, blk in enumerate(self.blocks):
             x, attn = blk(x, return_attention=return_attention and i in keep)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import types
 import typing
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,22 @@ class OptimConfig:
 
 
 @dataclass
+class Stage:
+    """From ``epoch`` on, train at ``img_size`` (None: the model's) and, when ``lr`` is set, start a new
+    learning-rate cycle (warmup over ``warmup_epochs``, then the schedule's decay to the next cycle).
+
+    Progressive resizing in one run: ``[{epoch: 0, img_size: 16}, {epoch: 10, lr: 1e-3}]`` trains
+    at 16x16 (4x4 patches: 3x cheaper steps than 28x28) and fine-tunes at the model's 28x28 from
+    epoch 10 with position embeddings resampled as the paper does at a higher resolution.
+    """
+
+    epoch: float = 0.0
+    img_size: int | None = None
+    lr: float | None = None
+    warmup_epochs: float = 0.0
+
+
+@dataclass
 class ScheduleConfig:
     epochs: int = 10
     steps: int | None = None  # total optimizer steps; overrides epochs when set
@@ -76,6 +92,7 @@ class ScheduleConfig:
     warmup_epochs: float = 0.0
     decay: str = "cosine"  # cosine, linear, constant
     min_lr_ratio: float = 0.0  # final lr as a fraction of the peak
+    stages: list[Stage] | None = None  # progressive resizing / lr restarts, in order of epoch (see Stage)
 
 
 @dataclass
@@ -130,6 +147,12 @@ class Config:
             raise ValueError(f"optim.layer_decay={o.layer_decay} must be in (0, 1]")
         if s.epochs < 1 and not s.steps:
             raise ValueError("schedule.epochs must be >= 1 (or set schedule.steps)")
+        for i, st in enumerate(s.stages or ()):
+            prev = s.stages[i - 1].epoch if i else -1.0
+            if st.epoch < 0 or st.epoch <= prev:
+                raise ValueError(f"schedule.stages[{i}].epoch={st.epoch}: stages need increasing start epochs >= 0")
+            if (st.img_size is not None and st.img_size < 1) or (st.lr is not None and st.lr <= 0) or st.warmup_epochs < 0:
+                raise ValueError(f"schedule.stages[{i}]: img_size and lr must be > 0 and warmup_epochs >= 0, got {st}")
         if not 0 <= r.ema_decay < 1:
             raise ValueError(f"train.ema_decay={r.ema_decay} must be in [0, 1)")
         if r.keep_last < 1 or r.ckpt_every_steps < 0 or r.log_every_steps < 1 or r.eval_every_epochs < 1:
@@ -172,13 +195,21 @@ def coerce(value: Any, hint: Any, key: str) -> Any:
         raise ValueError(errors[0] if len(errors) == 1 else f"{key}: {value!r} fits none of {hint}")
     if hint is Any:
         return value
+    if is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ValueError(f"{key}: expected a mapping of {', '.join(f.name for f in fields(hint))}, got {value!r}")
+        known = typing.get_type_hints(hint)
+        unknown = sorted(set(value) - set(known))
+        if unknown:
+            raise ValueError(f"{key}: unknown field(s) {', '.join(map(str, unknown))}; valid: {', '.join(known)}")
+        return hint(**{k: coerce(v, known[k], f"{key}.{k}") for k, v in value.items()})
     if origin in (tuple, list):
         if isinstance(value, int) and not isinstance(value, bool) and args == (int, int):
             value = [value, value]  # img_size=32 -> (32, 32)
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"{key}: expected a list like [a, b], got {value!r}")
-        if args and args[-1] is Ellipsis:
-            items = [coerce(v, args[0], key) for v in value]
+        if args and (args[-1] is Ellipsis or origin is list):
+            items = [coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
         elif args:
             if len(value) != len(args):
                 raise ValueError(f"{key}: expected {len(args)} values, got {len(value)} ({value!r})")

@@ -33,7 +33,7 @@ from ..evaluate.metrics import EvalCounts, evaluate
 from . import distributed as dd
 from .checkpoint import latest_checkpoint, load_checkpoint, remove_partial, save_checkpoint
 from .config import Config, config_from_dict, model_options
-from .optim import ModelEMA, build_optimizer, lr_factor, set_lr
+from .optim import ModelEMA, build_optimizer, cycle_lr, set_lr
 
 
 class NonFiniteLossError(RuntimeError):
@@ -128,6 +128,17 @@ class Trainer:
         s = cfg.schedule
         self.total_steps = s.steps or s.epochs * self.steps_per_epoch
         self.warmup = s.warmup_steps if s.warmup_steps is not None else round(s.warmup_epochs * self.steps_per_epoch)
+        # Stages: (start step, train size) and the lr cycles (start step, peak, warmup steps) they begin.
+        self.img_size = tuple(self.model.cfg.img_size)  # the model's size: final evaluation and saved weights
+        self.sizes: list[tuple[int, tuple[int, int]]] = [(0, self.img_size)]
+        cycles = {0: (0, cfg.optim.lr, self.warmup)}
+        for st in s.stages or ():
+            start = round(st.epoch * self.steps_per_epoch)
+            self.sizes.append((start, (st.img_size,) * 2 if st.img_size else self.img_size))
+            if st.lr is not None:
+                cycles[start] = (start, st.lr, round(st.warmup_epochs * self.steps_per_epoch))
+        self.cycles = sorted(cycles.values())
+        self._resize(self.size_at(0))
         self.images, self.labels = train.images.to(self.device), train.labels.to(self.device)
 
         self.optimizer = build_optimizer(self.trained, cfg.optim)
@@ -144,6 +155,34 @@ class Trainer:
         self.stop_signal: int | None = None  # set by the signal handler, at any moment
         self.stop_agreed: int | None = None  # set at a step boundary once every process knows
 
+    # -- stages ---------------------------------------------------------------------------------------
+    def size_at(self, step: int) -> tuple[int, int]:
+        return [size for start, size in self.sizes if start <= step][-1]
+
+    def _resize(self, size: tuple[int, int]) -> None:
+        """Train (and evaluate) at ``size`` from now on: position embeddings are resampled to the new
+        grid (the paper's 2-D interpolation) in the model and its EMA, and get a fresh optimizer state."""
+        if tuple(self.model.cfg.img_size) == tuple(size):
+            return
+        # Called once from __init__ before the optimizer, EMA and DDP wrapper exist.
+        optimizer, ema = getattr(self, "optimizer", None), getattr(self, "ema", None)
+        before = dict(self.trained.named_parameters())
+        self.model.set_input_size(size)
+        if ema is not None:
+            ema.module.set_input_size(size)
+        for name, new in self.trained.named_parameters():
+            old = before[name]
+            if new is not old and optimizer is not None:
+                optimizer.state.pop(old, None)
+                for g in optimizer.param_groups:
+                    g["params"] = [new if p is old else p for p in g["params"]]
+        if getattr(self, "net", None) is not None and self.d.world > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            self.net = DDP(self.trained, device_ids=[self.device] if self.device.type == "cuda" else None)
+        mc, data = self.model.cfg, self.cfg.data
+        self.eval_tf = EvalTransform(mc.img_size, mc.mean, mc.std, data.eval_crop_pct, in_chans=mc.in_chans)
+
     # -- state ----------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         rng = {"torch": torch.get_rng_state(), "aug": self.gen.get_state()}
@@ -156,6 +195,7 @@ class Trainer:
             "ema": self.ema.state_dict() if self.ema else None, "rng": rng, "best": self.best,
             "pretext": self._pretext_state(),
             "train_time": self.train_time, "world": self.d.world, "config": self.cfg.to_dict(),
+            "img_size": list(self.model.cfg.img_size),
         }
 
     def load_state(self, st: dict[str, Any]) -> None:
@@ -166,6 +206,7 @@ class Trainer:
         if saved != self.cfg.train.objective:
             raise ValueError(f"the checkpoint was trained with train.objective={saved}; resume with it, or start a "
                              f"new run (--out elsewhere) from its encoder: model.weights=<run>/model")
+        self._resize(tuple(st.get("img_size", self.img_size)))  # the stage the checkpoint was taken in
         self.model.load_state_dict(st["model"])
         if self.masked is not None:
             missing, unexpected = self.masked.load_state_dict(st["pretext"], strict=False)
@@ -202,7 +243,8 @@ class Trainer:
         cfg, d = self.cfg, self.d
         in_epoch = self.step % self.steps_per_epoch
         accum = cfg.data.accum_steps
-        set_lr(self.optimizer, cfg.optim.lr * lr_factor(self.step, self.total_steps, self.warmup, cfg.schedule))
+        set_lr(self.optimizer, cycle_lr(self.step, self.cycles, self.total_steps, cfg.schedule))
+        size = tuple(self.model.cfg.img_size)
         loss_sum = torch.zeros((), device=self.device)
         for a in range(accum):
             k = a * d.world + d.rank
@@ -211,6 +253,8 @@ class Trainer:
             self.gen.manual_seed(seed)
             torch.manual_seed(seed)  # dropout and stochastic depth
             x = self.train_tf(self.images[idx], self.gen)
+            if tuple(x.shape[-2:]) != size:  # a low-resolution stage (schedule.stages)
+                x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
             if self.masked is None:
                 x, target = self.mixup(x, self.labels[idx], self.gen)
             else:
@@ -339,6 +383,9 @@ class Trainer:
                 epoch = self.step // self.steps_per_epoch
                 if epoch != order_epoch:
                     order, order_epoch = dd.epoch_order(len(self.labels), self.cfg.train.seed, epoch), epoch
+                if self.size_at(self.step) != tuple(self.model.cfg.img_size):
+                    self._resize(self.size_at(self.step))
+                    log.info(f"step {self.step}: training at {self.model.cfg.img_size[0]}x{self.model.cfg.img_size[1]}")
                 t0 = time.perf_counter()
                 loss, gnorm = self.train_step(order)
                 dt = time.perf_counter() - t0
@@ -350,7 +397,7 @@ class Trainer:
                 if self.step % self.cfg.train.log_every_steps == 0 or self.step == self.total_steps:
                     rec = {"step": self.step, "epoch": self.step / self.steps_per_epoch, "train_loss": window[0] / window[1],
                            "lr": self.optimizer.param_groups[0]["lr"] / self.optimizer.param_groups[0].get("lr_scale", 1.0),
-                           "grad_norm": gnorm, "img_per_s": window[1] * self.cfg.data.batch_size / max(window[2], 1e-9)}
+                           "grad_norm": gnorm, "img_size": self.model.cfg.img_size[0], "img_per_s": window[1] * self.cfg.data.batch_size / max(window[2], 1e-9)}
                     log.scalars(rec)
                     bar.set_postfix(loss=f"{rec['train_loss']:.4f}", lr=f"{rec['lr']:.2e}", img_s=f"{rec['img_per_s']:.0f}")
                     window = [0.0, 0, 0.0]
@@ -360,6 +407,7 @@ class Trainer:
                     return TrainResult(self.run_dir, self.step, self.total_steps, self.stop_agreed, path)
             if self.last_saved != self.step:
                 self.save()
+            self._resize(self.img_size)  # the final evaluation and the saved model use the model's own size
             final = self._finish(log, time.perf_counter() - t_start)
             return TrainResult(self.run_dir, self.step, self.total_steps, None, latest_checkpoint(self.run_dir), final)
         finally:

@@ -66,6 +66,15 @@ def lr_factor(step: int, total: int, warmup: int, cfg: ScheduleConfig) -> float:
     return cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * shape
 
 
+def cycle_lr(step: int, cycles: list[tuple[int, float, int]], total: int, cfg: ScheduleConfig) -> float:
+    """Learning rate at ``step`` for a schedule restarted at stage boundaries: ``cycles`` holds
+    (start step, peak lr, warmup steps) in order; each cycle warms up and decays to the next start
+    (the last one to ``total``), like a fresh fine-tuning run inside the same training run."""
+    start, peak, warmup = [c for c in cycles if c[0] <= step][-1]
+    end = next((c[0] for c in cycles if c[0] > step), total)
+    return peak * lr_factor(step - start, end - start, warmup, cfg)
+
+
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for g in optimizer.param_groups:
         g["lr"] = lr * g.get("lr_scale", 1.0)
