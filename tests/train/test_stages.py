@@ -61,3 +61,10 @@ def test_training_only_at_low_resolution_ends_at_the_model_size(tmp_path, tiny):
                 tmp_path / "r", progress=False)
     assert res.final["top1"] >= 0
     assert load_file(str(tmp_path / "r" / "model" / "model.safetensors"))["pos_embed"].shape[1] == 1 + 4 * 4
+
+
+def test_a_stage_size_the_patch_does_not_divide_fails_before_training(tmp_path, tiny):
+    stages = "schedule.stages=[{epoch: 0, img_size: 4}, {epoch: 0.5, img_size: 5}]"
+    with pytest.raises(ValueError, match=r"stages\[1\].img_size=5: .*not divisible by the patch size 2"):
+        train(load_config(None, tiny + ["schedule.epochs=1", stages]), tmp_path / "r", progress=False)
+    assert not (tmp_path / "r" / "checkpoints").exists()

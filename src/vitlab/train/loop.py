@@ -106,7 +106,6 @@ class Trainer:
         mc = self.model.cfg
         self.train_tf = TrainTransform(mc.img_size, data.crop_scale, data.crop_ratio, data.flip, mc.mean, mc.std,
                                        data.randaugment, data.random_erasing, in_chans=mc.in_chans)
-        self.eval_tf = EvalTransform(mc.img_size, mc.mean, mc.std, data.eval_crop_pct, in_chans=mc.in_chans)
         self.mixup = Mixup(data.mixup_alpha, data.cutmix_alpha, data.mixup_prob, data.mixup_switch_prob,
                            data.label_smoothing, len(self.classes))
         self.masked: nn.Module | None = None  # the pretext wrapper for train.objective=masked_patch
@@ -138,16 +137,19 @@ class Trainer:
             if st.lr is not None:
                 cycles[start] = (start, st.lr, round(st.warmup_epochs * self.steps_per_epoch))
         self.cycles = sorted(cycles.values())
-        self._resize(self.size_at(0))
+        for i, (_, size) in enumerate(self.sizes[1:]):  # a bad size fails now, not at its stage mid-run
+            try:
+                self.model.patch_embed.grid_size(size)
+            except ValueError as e:
+                raise ValueError(f"schedule.stages[{i}].img_size={size[0]}: {e}") from None
+        if self.size_at(0) != self.img_size:  # before the optimizer and EMA exist: nothing else to update
+            self.model.set_input_size(self.size_at(0))
+        self.eval_tf = self._eval_transform()
         self.images, self.labels = train.images.to(self.device), train.labels.to(self.device)
 
         self.optimizer = build_optimizer(self.trained, cfg.optim)
         self.ema = ModelEMA(self.model, r.ema_decay) if r.ema_decay > 0 else None
-        self.net: nn.Module = self.trained
-        if d.world > 1:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
-            self.net = DDP(self.trained, device_ids=[self.device] if self.device.type == "cuda" else None)
+        self.net = self._wrap()
         self.gen = torch.Generator()  # augmentation stream, reseeded per micro-batch
         self.step, self.best, self.train_time = 0, -1.0, 0.0
         self.last_saved: int | None = None
@@ -164,24 +166,31 @@ class Trainer:
         grid (the paper's 2-D interpolation) in the model and its EMA, and get a fresh optimizer state."""
         if tuple(self.model.cfg.img_size) == tuple(size):
             return
-        # Called once from __init__ before the optimizer, EMA and DDP wrapper exist.
-        optimizer, ema = getattr(self, "optimizer", None), getattr(self, "ema", None)
         before = dict(self.trained.named_parameters())
         self.model.set_input_size(size)
-        if ema is not None:
-            ema.module.set_input_size(size)
+        if self.ema is not None:
+            self.ema.module.set_input_size(size)
         for name, new in self.trained.named_parameters():
             old = before[name]
-            if new is not old and optimizer is not None:
-                optimizer.state.pop(old, None)
-                for g in optimizer.param_groups:
+            if new is not old:
+                self.optimizer.state.pop(old, None)
+                for g in self.optimizer.param_groups:
                     g["params"] = [new if p is old else p for p in g["params"]]
-        if getattr(self, "net", None) is not None and self.d.world > 1:
-            from torch.nn.parallel import DistributedDataParallel as DDP
+        self.net = self._wrap()  # DDP registers parameters when built: rebuild it around the new ones
+        self.eval_tf = self._eval_transform()
 
-            self.net = DDP(self.trained, device_ids=[self.device] if self.device.type == "cuda" else None)
-        mc, data = self.model.cfg, self.cfg.data
-        self.eval_tf = EvalTransform(mc.img_size, mc.mean, mc.std, data.eval_crop_pct, in_chans=mc.in_chans)
+    def _wrap(self) -> nn.Module:
+        """The module a step calls: the trained model, inside DDP when there are several processes."""
+        if self.d.world == 1:
+            return self.trained
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        return DDP(self.trained, device_ids=[self.device] if self.device.type == "cuda" else None)
+
+    def _eval_transform(self) -> EvalTransform:
+        """Test-time preprocessing at the model's current size."""
+        mc = self.model.cfg
+        return EvalTransform(mc.img_size, mc.mean, mc.std, self.cfg.data.eval_crop_pct, in_chans=mc.in_chans)
 
     # -- state ----------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
