@@ -27,8 +27,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ..utils.io import atomic_write
+from ..utils.size import SizeLike, to_2tuple
+
 PathLike = str | os.PathLike
-SizeArg = int | tuple[int, int] | None
 
 FASHION_MNIST_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
@@ -296,14 +298,6 @@ def image_to_array(img: Image.Image, channels: int | None = None) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8)
 
 
-def _to_hw(size: SizeArg) -> tuple[int, int] | None:
-    if size is None:
-        return None
-    h, w = (size, size) if isinstance(size, int) else tuple(size)
-    if h <= 0 or w <= 0:
-        raise ValueError(f"size must be positive, got {size}")
-    return int(h), int(w)
-
 
 # ------------------------------------------------------------------------------------- image folders
 def _scan_folder(root: Path) -> tuple[list[str], list[tuple[Path, int]], list[tuple[str, str]]]:
@@ -374,7 +368,7 @@ def _report_or_raise(root: Path, skipped: list[tuple[str, str]], on_error: str) 
 
 def load_image_folder(
     root: PathLike,
-    size: SizeArg = None,
+    size: SizeLike | None = None,
     on_error: Literal["skip", "raise"] = "skip",
     channels: int | None = None,
     cache: PathLike | None = None,
@@ -393,7 +387,7 @@ def load_image_folder(
         raise FileNotFoundError(f"image folder not found: {root}")
     if on_error not in ("skip", "raise"):
         raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
-    hw = _to_hw(size)
+    hw = None if size is None else to_2tuple(size)
     classes, files, skipped = _scan_folder(root)
     fp = _fingerprint(root, classes, files, hw, channels)
     cached = _read_cache(Path(cache), fp) if cache is not None else None
@@ -435,19 +429,15 @@ def load_image_folder(
     if empty:
         print(f"warning: class folder(s) without readable images in {root}: {', '.join(empty)}", file=sys.stderr)
     if cache is not None:
-        _save_npz_atomic(Path(cache), images=ds.images.numpy(), labels=ds.labels.numpy(), classes=np.array(classes),
-                         skipped=np.array(skipped, dtype=str).reshape(-1, 2), fingerprint=np.array(fp))
+        arrays = dict(images=ds.images.numpy(), labels=ds.labels.numpy(), classes=np.array(classes),
+                      skipped=np.array(skipped, dtype=str).reshape(-1, 2), fingerprint=np.array(fp))
+        atomic_write(Path(cache), lambda tmp: _savez(tmp, arrays))
     return ds
 
 
-def _save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    with open(path, "wb") as f:  # a file object: np.savez would append '.npz' to a path
         np.savez(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 # ------------------------------------------------------------------------------------------ arrays
@@ -570,7 +560,7 @@ def open_dataset(
     spec: str,
     split: str = "train",
     data_dir: PathLike | None = None,
-    size: SizeArg = None,
+    size: SizeLike | None = None,
     on_error: Literal["skip", "raise"] = "skip",
     cache: PathLike | None = None,
 ) -> ImageDataset:

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
+from ..utils.size import SizeLike, to_2tuple
 from .datasets import image_to_array
 
 NORMALIZE: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
@@ -31,7 +32,6 @@ NORMALIZE: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
 }
 
-Size = int | tuple[int, int]
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R 601-2, as PIL's convert("L")
 
 
@@ -41,13 +41,6 @@ def get_normalize(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     if key not in NORMALIZE:
         raise ValueError(f"unknown normalisation {name!r}; choose one of {', '.join(NORMALIZE)}")
     return NORMALIZE[key]
-
-
-def _pair(size: Size) -> tuple[int, int]:
-    h, w = (size, size) if isinstance(size, int) else tuple(size)
-    if h <= 0 or w <= 0:
-        raise ValueError(f"img_size must be positive, got {size}")
-    return int(h), int(w)
 
 
 def _check_batch(images: Tensor) -> None:
@@ -221,7 +214,7 @@ class TrainTransform:
 
     def __init__(
         self,
-        img_size: Size,
+        img_size: SizeLike,
         scale: tuple[float, float] = (0.05, 1.0),
         ratio: tuple[float, float] = (3 / 4, 4 / 3),
         flip: bool = True,
@@ -233,7 +226,7 @@ class TrainTransform:
         fill: float | None = None,
         in_chans: int | None = None,
     ) -> None:
-        self.img_size = _pair(img_size)
+        self.img_size = to_2tuple(img_size, "img_size")
         if not 0 < scale[0] <= scale[1] <= 1:
             raise ValueError(f"scale must satisfy 0 < min <= max <= 1, got {scale}")
         if not 0 < ratio[0] <= ratio[1]:
@@ -359,13 +352,13 @@ class EvalTransform:
 
     def __init__(
         self,
-        img_size: Size,
+        img_size: SizeLike,
         mean: Sequence[float] = NORMALIZE["minus1_1"][0],
         std: Sequence[float] = NORMALIZE["minus1_1"][1],
         crop_pct: float | None = None,
         in_chans: int | None = None,
     ) -> None:
-        self.img_size = _pair(img_size)
+        self.img_size = to_2tuple(img_size, "img_size")
         if crop_pct is not None and not 0 < crop_pct <= 1:
             raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct}")
         self.crop_pct = crop_pct
@@ -443,7 +436,7 @@ class Mixup:
 # ------------------------------------------------------------------------------------- prediction
 def preprocess_pil(
     img: Image.Image,
-    img_size: Size,
+    img_size: SizeLike,
     mean: Sequence[float] = NORMALIZE["minus1_1"][0],
     std: Sequence[float] = NORMALIZE["minus1_1"][1],
     in_chans: int = 3,
@@ -452,7 +445,7 @@ def preprocess_pil(
     (ViTConfig.img_size/mean/std/in_chans). PIL's bilinear resize antialiases large reductions."""
     if in_chans not in (1, 3):
         raise ValueError(f"in_chans must be 1 or 3, got {in_chans}")
-    oh, ow = _pair(img_size)
+    oh, ow = to_2tuple(img_size, "img_size")
     arr = image_to_array(img, channels=in_chans)
     if arr.shape[:2] != (oh, ow):
         arr = np.asarray(Image.fromarray(arr).resize((ow, oh), Image.Resampling.BILINEAR))

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ..utils.device import pick_device
+
 
 @dataclass
 class Dist:
@@ -24,15 +26,6 @@ class Dist:
     @property
     def main(self) -> bool:
         return self.rank == 0
-
-
-def pick_device(spec: str, local_rank: int = 0) -> torch.device:
-    if spec == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    dev = torch.device(spec)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"train.device={spec!r} but CUDA is not available; use train.device=cpu or auto")
-    return dev
 
 
 def setup(device: str) -> Dist:

@@ -1,0 +1,23 @@
+"""vitlab's own exceptions: the problems a user can fix (a bad option, an unusable checkpoint).
+
+``vitlab`` commands print these as one line and exit with status 2; any other exception is a bug and
+keeps its traceback. Each subclasses the built-in type that callers caught before it existed, so
+``except ValueError`` (or ``TypeError`` for an unknown keyword option) keeps working.
+"""
+from __future__ import annotations
+
+
+class VitlabError(Exception):
+    """Base class: a problem in what the user asked for, explained in the message."""
+
+
+class ConfigError(VitlabError, ValueError):
+    """A model option or recipe field that is missing, unknown or out of range."""
+
+
+class UnknownOptionError(ConfigError, TypeError):
+    """An option name the model's config class does not have (a TypeError, as for an unexpected keyword)."""
+
+
+class CheckpointError(VitlabError, ValueError):
+    """A checkpoint that cannot be found, read or fitted to the model asked for."""

@@ -1,0 +1,70 @@
+"""A training run directory as a source of models, and the file names the trainer writes into it.
+
+    RUN/model/                    save_pretrained directory of the finished run (last or EMA weights)
+    RUN/checkpoints/step_N.pt     the last few training checkpoints (N zero-padded to 8 digits)
+    RUN/checkpoints/best.pt       the checkpoint of the best evaluation so far
+
+The trainer (``vitlab.train.checkpoint``) writes these names; the loaders here read them, so the names
+live here, below both.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from ..errors import CheckpointError
+
+MODEL_DIR = "model"
+CKPT_DIR = "checkpoints"
+BEST = "best.pt"
+STEP_FILE = re.compile(r"^step_(\d{8,})\.pt$")
+CHOICES = ("best", "last")  # besides a path
+
+
+def step_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
+    """The run's step checkpoints, oldest first."""
+    d = Path(run_dir) / CKPT_DIR
+    if not d.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in d.iterdir() if (m := STEP_FILE.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
+    ckpts = step_checkpoints(run_dir)
+    return ckpts[-1] if ckpts else None
+
+
+def select_checkpoint(run_dir: str | os.PathLike, which: str | os.PathLike) -> Path:
+    """``best``: RUN/checkpoints/best.pt; ``last``: the latest step checkpoint; anything else: a path, as
+    given or inside RUN/checkpoints."""
+    run = Path(run_dir)
+    if str(which) in CHOICES:
+        if not run.is_dir():
+            raise CheckpointError(f"--checkpoint {which} needs a training run directory, but {run} is not a directory")
+        path = run / CKPT_DIR / BEST if which == "best" else latest_checkpoint(run)
+        if path is None or not path.is_file():
+            kind = "best.pt (written when an evaluation improves on the best score)" if which == "best" else "step checkpoints"
+            raise CheckpointError(f"{run / CKPT_DIR} has no {kind}; is {run} a training run directory?")
+        return path
+    for path in (Path(which), run / CKPT_DIR / which):
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"checkpoint {which} not found (nor {run / CKPT_DIR / which}); give best, last or a file")
+
+
+def run_of(checkpoint: Path) -> Path | None:
+    """The run directory a training checkpoint file belongs to (the parent of its checkpoints/ folder)."""
+    return checkpoint.parent.parent if checkpoint.parent.name == CKPT_DIR else None
+
+
+def is_training_checkpoint(obj: Any) -> bool:
+    """Whether a loaded torch file is a checkpoint the vitlab trainer wrote (weights, step and recipe)."""
+    return isinstance(obj, dict) and {"model", "step", "config"} <= set(obj) and isinstance(obj["config"], dict)
+
+
+def training_weights(obj: dict[str, Any]) -> dict[str, Any]:
+    """The weights a training checkpoint's evaluation used: the EMA average when the run kept one."""
+    return obj["ema"]["module"] if obj.get("ema") else obj["model"]
