@@ -1,7 +1,8 @@
 """vitlab: the Vision Transformer of "An Image is Worth 16x16 Words", faithful, interoperable, complete."""
-from .models import Intermediates, ViTConfig, VisionTransformer, create_model, get_config, list_models, register
+from .api import create_model
+from .models import Intermediates, ViTConfig, VisionTransformer, from_pretrained, get_config, list_models, register
+from .models.pretrained import save_pretrained
 from .weights import load_model, load_weights
-from .weights.pretrained import from_pretrained, save_pretrained
 
 __version__ = "0.1.0"
 

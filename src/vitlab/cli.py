@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .errors import VitlabError
+
 
 def _models(args: argparse.Namespace) -> int:
     from .models.registry import describe_models
@@ -28,10 +30,25 @@ def _add_checkpoint_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--act", choices=("gelu", "gelu_tanh", "relu"), help="override the activation the format implies")
 
 
+def _add_checkpoint_choice(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", metavar="best|last|PATH",
+                   help="with a training run directory: best (RUN/checkpoints/best.pt), last (the latest step "
+                        "checkpoint) or a checkpoint file; keeps the run's classes, normalisation and activation "
+                        "(default: RUN/model, the finished run's weights)")
+
+
+def _load(args: argparse.Namespace, **overrides):
+    """The command's model, in eval mode on ``--device``: the one checkpoint -> model path."""
+    from .utils.device import pick_device
+    from .weights import load_model
+
+    return load_model(args.ckpt, args.checkpoint, **overrides).to(pick_device(args.device))
+
+
 def _convert(args: argparse.Namespace) -> int:
     from .weights import convert
 
-    out = convert(args.src, args.dst, args.to, **_checkpoint_overrides(args))
+    out = convert(args.src, args.dst, args.to, args.checkpoint, **_checkpoint_overrides(args))
     print(f"wrote {out} ({args.to})")
     return 0
 
@@ -41,6 +58,7 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     p.add_argument("src", help="checkpoint file or directory in any supported format")
     p.add_argument("dst", help="output: a directory for vitlab/hf, a file for timm (.safetensors) and npz")
     p.add_argument("--to", required=True, choices=("vitlab", "timm", "hf", "npz"), help="output layout")
+    _add_checkpoint_choice(p)
     _add_checkpoint_options(p)
     p.set_defaults(func=_convert)
 
@@ -48,13 +66,14 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
 def _info(args: argparse.Namespace) -> int:
     from .weights import describe_checkpoint
 
-    print(describe_checkpoint(args.ckpt, **_checkpoint_overrides(args)))
+    print(describe_checkpoint(args.ckpt, args.checkpoint, **_checkpoint_overrides(args)))
     return 0
 
 
 def _add_info(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="show a checkpoint's format, architecture, parameter count, classes and keys")
     p.add_argument("ckpt", help="checkpoint file or directory")
+    _add_checkpoint_choice(p)
     _add_checkpoint_options(p)
     p.set_defaults(func=_info)
 
@@ -62,7 +81,7 @@ def _add_info(sub: argparse._SubParsersAction) -> None:
 def _predict(args: argparse.Namespace) -> int:
     from .analysis import format_prediction, predict_files
 
-    results = predict_files(args.ckpt, args.images, topk=args.topk, attention=args.attention, device=args.device)
+    results = predict_files(_load(args), args.images, topk=args.topk, attention=args.attention)
     for r in results:
         print(format_prediction(r), file=sys.stderr if r.error else sys.stdout)
     return 1 if any(r.error for r in results) else 0
@@ -76,14 +95,15 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--attention", metavar="OUT.png",
                    help="write the image with its rollout map overlaid; for several images OUT_<k>_<stem>.png each")
     p.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
+    _add_checkpoint_choice(p)
     p.set_defaults(func=_predict)
 
 
 def _analyze(args: argparse.Namespace) -> int:
     from .analysis import analyze
 
-    analyze(args.ckpt, args.data, args.out, num_images=args.num_images, split=args.split, data_dir=args.data_dir,
-            num_rollout=args.num_rollout, batch_size=args.batch_size, device=args.device)
+    analyze(_load(args), args.data, args.out, num_images=args.num_images, split=args.split, data_dir=args.data_dir,
+            num_rollout=args.num_rollout, batch_size=args.batch_size)
     print(f"wrote {args.out}/index.md")
     return 0
 
@@ -100,6 +120,7 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", help="where named datasets live (default: $VITLAB_DATA, system paths)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
+    _add_checkpoint_choice(p)
     p.set_defaults(func=_analyze)
 
 
@@ -160,8 +181,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def _eval(args: argparse.Namespace) -> int:
     from .evaluate.metrics import evaluate_checkpoint, format_summary
 
-    s = evaluate_checkpoint(args.ckpt, args.data, args.split, args.data_dir, args.batch_size, args.device)
-    print(format_summary(s, f"{args.ckpt} on {args.data} ({args.split})"))
+    s = evaluate_checkpoint(args.ckpt, args.data, args.split, args.data_dir, args.batch_size, args.device, args.checkpoint)
+    which = f" ({args.checkpoint} checkpoint)" if args.checkpoint else ""
+    print(format_summary(s, f"{args.ckpt}{which} on {args.data} ({args.split})"))
     return 0
 
 
@@ -173,6 +195,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", help="where named datasets live (default: $VITLAB_DATA, system paths)")
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
+    _add_checkpoint_choice(p)
     p.set_defaults(func=_eval)
 
 
@@ -181,7 +204,7 @@ def _fewshot(args: argparse.Namespace) -> int:
 
     report = fewshot_checkpoint(args.ckpt, args.data, args.split_train, args.split_test, tuple(args.shots),
                                 tuple(args.seeds), args.max_test, args.data_dir, args.batch_size, args.device,
-                                out=args.out)
+                                out=args.out, checkpoint=args.checkpoint)
     print(format_fewshot(report))
     if args.out:
         print(f"wrote {args.out}")
@@ -202,6 +225,7 @@ def _add_fewshot(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
     p.add_argument("--out", help="also write the results as JSON to this file")
+    _add_checkpoint_choice(p)
     p.set_defaults(func=_fewshot)
 
 
@@ -226,10 +250,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+# What a user can fix from the message alone: vitlab's own errors, and the ValueError / FileNotFoundError
+# raised on purpose for bad input. Anything else (TypeError, KeyError, ...) is a bug: it keeps its traceback.
+USER_ERRORS = (VitlabError, ValueError, FileNotFoundError)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, KeyError, TypeError) as e:  # user errors: message, not traceback
+    except USER_ERRORS as e:
         print(f"vitlab {args.command}: error: {e}", file=sys.stderr)
         return 2

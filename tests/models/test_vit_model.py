@@ -4,7 +4,8 @@ import math
 import pytest
 import torch
 
-from vitlab.models.registry import create_model, get_config, list_models
+from vitlab import create_model
+from vitlab.models.registry import get_config, list_models
 from vitlab.models.vit import ViTConfig, VisionTransformer
 
 TINY = dict(img_size=16, patch_size=4, in_chans=3, num_classes=5, embed_dim=32, depth=2, num_heads=2, mlp_dim=64)

@@ -9,7 +9,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 import vitlab
 from vitlab import create_model
-from vitlab.weights import check_and_load
+from vitlab.models.pretrained import check_and_load
 from vitlab.weights.official import vitlab_to_official
 from vitlab.weights.official_hybrid import hybrid_from_vitlab, hybrid_to_vitlab
 

@@ -38,19 +38,6 @@ def class_names(model: VisionTransformer) -> list[str]:
     return list(names) if names else [f"class_{i}" for i in range(model.cfg.num_classes)]
 
 
-def pick_device(device: str | torch.device | None) -> torch.device:
-    return torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def resolve_model(model: VisionTransformer | PathLike, device: str | torch.device | None = None) -> VisionTransformer:
-    """A model as given, or the checkpoint at a path (any format vitlab.load_model reads), in eval mode."""
-    if not isinstance(model, VisionTransformer):
-        from ..weights import load_model
-
-        model = load_model(model)
-    return model.to(pick_device(device)).eval()
-
-
 def attention_png_paths(out: PathLike, images: Sequence[PathLike]) -> list[Path]:
     """Where ``--attention OUT.png`` writes: OUT itself for one image; for several,
     OUT_<position>_<image stem>.png next to it (the position keeps same-named files apart)."""
@@ -63,17 +50,17 @@ def attention_png_paths(out: PathLike, images: Sequence[PathLike]) -> list[Path]
 
 @torch.no_grad()
 def predict_files(
-    model: VisionTransformer | PathLike,
+    model: VisionTransformer,
     images: Sequence[PathLike],
     topk: int = 5,
     attention: PathLike | None = None,
     batch_size: int = 32,
-    device: str | torch.device | None = None,
 ) -> list[Prediction]:
-    """Top-k classes for each image file, resized/converted/normalised as the checkpoint expects
-    (its img_size, in_chans, mean, std). With ``attention``, also one PNG per image of its rollout
-    map (see attention_png_paths). Unreadable files get ``error`` set; the rest are classified."""
-    model = resolve_model(model, device)
+    """Top-k classes for each image file, resized/converted/normalised as the model expects (its
+    img_size, in_chans, mean, std), on the model's device (``vitlab.load_model`` reads a checkpoint).
+    With ``attention``, also one PNG per image of its rollout map (see attention_png_paths).
+    Unreadable files get ``error`` set; the rest are classified."""
+    model.eval()
     cfg = model.cfg
     if cfg.num_classes == 0:
         raise ValueError("this checkpoint has no classification head (num_classes=0); nothing to predict")

@@ -16,7 +16,7 @@ from ..models.vit import VisionTransformer
 from .attention import attention_rollout, collect_attention, mean_attention_distance
 from .embeddings import embedding_filters_pca, position_embedding_similarity
 from .plots import plot_attention_distance, plot_filters, plot_position_similarity, plot_rollout
-from .predict import class_names, resolve_model
+from .predict import class_names
 
 PathLike = str | os.PathLike
 
@@ -44,7 +44,7 @@ def _sample(n_total: int, n: int, seed: int) -> torch.Tensor:
 
 @torch.no_grad()
 def analyze(
-    model: VisionTransformer | PathLike,
+    model: VisionTransformer,
     data: str,
     out: PathLike,
     num_images: int = 64,
@@ -54,7 +54,6 @@ def analyze(
     batch_size: int = 16,
     n_components: int = 28,
     seed: int = 0,
-    device: str | torch.device | None = None,
 ) -> dict[str, Any]:
     """Write filters.png, pos_embed_similarity.png, attention_distance.png, rollout.png (each with a
     .json of its numbers) and index.md into ``out``; returns the summary that index.md shows.
@@ -66,7 +65,7 @@ def analyze(
     """
     if num_images < 1 or num_rollout < 0 or batch_size < 1:
         raise ValueError("num_images and batch_size must be >= 1, num_rollout >= 0")
-    model = resolve_model(model, device)
+    model.eval()
     cfg = model.cfg
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -122,24 +122,26 @@ def fewshot_checkpoint(
     ckpt: str | os.PathLike, data: str, split_train: str = "train", split_test: str = "test",
     shots: tuple[int, ...] = (1, 5, 10, 25), seeds: tuple[int, ...] = (0, 1, 2), max_test: int | None = None,
     data_dir: str | None = None, batch_size: int = 256, device: str | None = None, l2_reg: float = L2_REG,
-    out: str | os.PathLike | None = None, progress: bool = True,
+    out: str | os.PathLike | None = None, progress: bool = True, checkpoint: str | None = None,
 ) -> dict[str, Any]:
     """The paper's few-shot probe of a checkpoint's frozen pre-logits features on a dataset.
 
     Images are preprocessed as the checkpoint expects (EvalTransform with its img_size, mean, std,
     in_chans). The shots are drawn from the training labels first, so only those images are embedded;
     ``max_test`` evaluates on a fixed random subset of the test split. Accuracies are in percent; the
-    report is also written as JSON to ``out`` when given.
+    report is also written as JSON to ``out`` when given. ``ckpt`` and ``checkpoint`` as for
+    ``vitlab.load_model`` (e.g. a run directory and ``"best"``).
     """
     from ..data import EvalTransform, open_dataset
-    from .metrics import load_for_eval
+    from ..utils.device import pick_device
+    from ..weights import load_model
 
     shots, seeds = tuple(int(k) for k in shots), tuple(int(s) for s in seeds)
     if not shots or min(shots) < 1 or not seeds:
         raise ValueError(f"need at least one shot count >= 1 and one seed, got shots={shots}, seeds={seeds}")
     if max_test is not None and max_test < 1:
         raise ValueError(f"max_test must be >= 1, got {max_test}")
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = pick_device(device)
     train = open_dataset(data, split_train, data_dir)
     test = open_dataset(data, split_test, data_dir)
     if list(train.classes) != list(test.classes):
@@ -153,7 +155,7 @@ def fewshot_checkpoint(
     if max_test is not None and max_test < len(test):
         test_idx = np.sort(np.random.default_rng(0).permutation(len(test))[:max_test])
 
-    model = load_for_eval(str(ckpt), dev)
+    model = load_model(ckpt, checkpoint).to(dev)
     cfg = model.cfg
     tf = EvalTransform(cfg.img_size, cfg.mean, cfg.std, in_chans=cfg.in_chans)
     label = "features" if progress else None

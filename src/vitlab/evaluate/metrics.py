@@ -101,29 +101,6 @@ def format_summary(s: dict[str, Any], title: str = "") -> str:
     return "\n".join(lines)
 
 
-def load_for_eval(ckpt: str, device: torch.device | str = "cpu") -> nn.Module:
-    """A model from a save_pretrained dir, a training run dir (its model/), or any format vitlab reads."""
-    from pathlib import Path
-
-    from ..weights import load_model
-    from ..weights.pretrained import CONFIG_NAME, from_pretrained
-
-    p = Path(ckpt)
-    if (p / "model" / CONFIG_NAME).is_file():
-        p = p / "model"
-    model = from_pretrained(p) if (p / CONFIG_NAME).is_file() and _is_vitlab_dir(p) else load_model(p)
-    return model.to(device).eval()
-
-
-def _is_vitlab_dir(p: Any) -> bool:
-    import json
-
-    try:
-        return json.loads((p / "config.json").read_text()).get("format") == "vitlab"
-    except (OSError, ValueError):
-        return False
-
-
 def evaluate_checkpoint(
     ckpt: str,
     data: str,
@@ -131,13 +108,16 @@ def evaluate_checkpoint(
     data_dir: str | None = None,
     batch_size: int = 1024,
     device: str | None = None,
+    checkpoint: str | None = None,
 ) -> dict[str, Any]:
     """Top-1 / top-5 / per-class accuracy of a checkpoint on a dataset, preprocessed as the checkpoint's
-    config says (img_size, mean, std, in_chans)."""
+    config says (img_size, mean, std, in_chans). ``ckpt`` and ``checkpoint`` as for ``vitlab.load_model``
+    (e.g. a run directory and ``"best"``)."""
     from ..data import EvalTransform, open_dataset
+    from ..utils.device import pick_device
+    from ..weights import load_model
 
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model = load_for_eval(ckpt, dev)
+    model = load_model(ckpt, checkpoint).to(pick_device(device))
     ds = open_dataset(data, split, data_dir)
     cfg = model.cfg
     names = list(cfg.class_names) if cfg.class_names else list(ds.classes)

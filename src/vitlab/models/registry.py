@@ -1,16 +1,24 @@
-"""Named variants (paper Table 1, plus the Ti/S sizes of the follow-up work) -> configs; create_model.
+"""Named variants (paper Table 1, plus the Ti/S sizes of the follow-up work) -> configs -> models.
 
 A name is ``vit_{size}{patch}``: ``vit_b16`` is ViT-Base with 16x16 patches. Every variant works at any
 image size (``img_size=``); parameter counts at 224px with 1000 classes match the published table.
+``model_from_config`` builds the class a config describes; ``from_pretrained`` rebuilds a saved directory.
+Loading weights of other formats is ``vitlab.weights``' job (``vitlab.create_model(..., weights=)``).
 """
 from __future__ import annotations
 
 import difflib
+import json
+import os
 from dataclasses import fields, replace
+from pathlib import Path
 from typing import Any, Callable
 
+from safetensors.torch import load_file
 from torch import nn
 
+from ..errors import CheckpointError, ConfigError, UnknownOptionError
+from .pretrained import CONFIG_NAME, FORMAT_TAG, WEIGHTS_NAME, check_and_load
 from .resnet import ResNet, ResNetConfig
 from .vit import ViTConfig, VisionTransformer
 
@@ -31,7 +39,7 @@ _REGISTRY: dict[str, Callable[[], ModelConfig]] = {}
 def register(name: str, cfg: ModelConfig | Callable[[], ModelConfig]) -> None:
     """Add a named variant; ``cfg`` is a config (copied on use) or a function returning one."""
     if name in _REGISTRY:
-        raise ValueError(f"model name {name!r} is already registered")
+        raise ConfigError(f"model name {name!r} is already registered")
     _REGISTRY[name] = cfg if callable(cfg) else (lambda: replace(cfg))
 
 
@@ -77,36 +85,49 @@ def get_config(name: str, **overrides: Any) -> ModelConfig:
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, _REGISTRY, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"unknown model {name!r}{hint} (see `vitlab models` or vitlab.list_models())")
+        raise ConfigError(f"unknown model {name!r}{hint} (see `vitlab models` or vitlab.list_models())")
     base = _REGISTRY[name]()
     known = {f.name for f in fields(base)}
     unknown = sorted(set(overrides) - known)
     if unknown:
-        raise TypeError(f"unknown model option(s) {unknown} for {name!r}; valid options: {sorted(known)}")
+        raise UnknownOptionError(f"unknown model option(s) {unknown} for {name!r}; valid options: {sorted(known)}")
     return replace(base, **overrides)
 
 
-def build_model(cfg: ModelConfig) -> nn.Module:
+def model_from_config(cfg: ModelConfig) -> nn.Module:
     """The model class a config describes: VisionTransformer (incl. hybrids) or the ResNet baseline."""
     return ResNet(cfg) if isinstance(cfg, ResNetConfig) else VisionTransformer(cfg)
 
 
-def create_model(name: str, *, weights: str | None = None, strict: bool = True, **overrides: Any) -> nn.Module:
-    """Build a registered model, e.g. ``create_model("vit_b16", num_classes=10, img_size=384)``.
+def read_config(path: str | os.PathLike) -> ModelConfig:
+    """The config stored in a vitlab directory's config.json (a ResNetConfig for ResNet classifiers)."""
+    cfg_file = Path(path) / CONFIG_NAME
+    if not cfg_file.is_file():
+        raise FileNotFoundError(f"{cfg_file} not found: a vitlab model directory needs {CONFIG_NAME} and {WEIGHTS_NAME}")
+    d = json.loads(cfg_file.read_text())
+    if d.pop("format", None) != FORMAT_TAG:
+        raise CheckpointError(f"{cfg_file} is not a vitlab config (no \"format\": \"vitlab\"); use vitlab.load_model "
+                              "or `vitlab convert`")
+    arch = d.pop("architecture", None)
+    if arch == ResNetConfig.architecture:
+        return ResNetConfig.from_dict(d)
+    if arch is not None:
+        raise CheckpointError(f"{cfg_file}: unknown architecture {arch!r}; this vitlab knows ViT (no entry) and "
+                              f"{ResNetConfig.architecture!r}")
+    return ViTConfig.from_dict(d)
 
-    ``weights``: a checkpoint path in any supported format (official .npz, timm, Hugging Face, vitlab);
-    position embeddings are resampled and a mismatched head replaced as the loader explains.
-    """
-    model = build_model(get_config(name, **overrides))
-    if isinstance(model, ResNet) and weights is not None:
-        from .resnet import load_resnet_weights
 
-        load_resnet_weights(model, weights, strict=strict)
-    elif weights is not None:
-        from ..weights import load_weights
-
-        load_weights(model, weights, strict=strict)
-    return model
+def from_pretrained(path: str | os.PathLike, **overrides: Any) -> nn.Module:
+    """Rebuild a model saved by ``save_pretrained``, in eval mode. ``overrides`` change config fields that
+    do not alter parameter shapes (e.g. ``drop_rate``, ``dynamic_img_size``); for anything else (another
+    size, a new head, other formats) use ``vitlab.load_model``."""
+    cfg = replace(read_config(path), **overrides)
+    weights = Path(path) / WEIGHTS_NAME
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights} not found next to {CONFIG_NAME}")
+    model = model_from_config(cfg)
+    check_and_load(model, load_file(str(weights)), source=str(weights), strict=True)
+    return model.eval()
 
 
 def describe_models(pattern: str = "*") -> str:
@@ -117,9 +138,9 @@ def describe_models(pattern: str = "*") -> str:
     for name in list_models(pattern):
         cfg = get_config(name)
         with torch.device("meta"):  # count without allocating or initialising anything
-            n = sum(p.numel() for p in build_model(cfg).parameters())
+            n = sum(p.numel() for p in model_from_config(cfg).parameters())
         kind = f"ResNet {cfg.layers}" if isinstance(cfg, ResNetConfig) else f"patch {cfg.patch_size}"
         rows.append(f"{name:<16} {n:>14,}  {cfg.img_size[0]}x{cfg.img_size[1]}  {kind}")
     if not rows:
-        raise ValueError(f"no model matches {pattern!r}; `vitlab models` lists them all")
+        raise ConfigError(f"no model matches {pattern!r}; `vitlab models` lists them all")
     return "\n".join(rows)

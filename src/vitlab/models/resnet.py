@@ -26,14 +26,16 @@ import math
 import os
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from .vit import ConfigDict, Size, ViTConfig, _check_image, _lecun_normal_, to_2tuple
+from ..utils.size import Size, to_2tuple
+from .layers import ConfigDict, check_image, lecun_normal_
+from .pretrained import save_pretrained
 
 WS_EPS = 1e-5  # official: w / (std + 1e-5)
 GN_EPS = 1e-6
@@ -206,7 +208,7 @@ def init_resnet_(module: nn.Module) -> None:
     every unit starts as the identity on its shortcut."""
     for m in module.modules():
         if isinstance(m, StdConv2d):
-            _lecun_normal_(m.weight)
+            lecun_normal_(m.weight)
         elif isinstance(m, nn.GroupNorm):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
@@ -216,68 +218,14 @@ def init_resnet_(module: nn.Module) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Hybrid patch embedding (drop-in for vit.PatchEmbed when ViTConfig.backbone_layers is set).
-
-
-class HybridEmbed(nn.Module):
-    """ResNet feature map -> P x P "patches" (P = 1 for the paper's R50/R26 hybrids) -> tokens."""
-
-    def __init__(self, cfg: ViTConfig):
-        super().__init__()
-        layers = tuple(cfg.backbone_layers or ())
-        width = int(ROOT_WIDTH * cfg.backbone_width)
-        if width < 1:
-            raise ValueError(f"backbone_width={cfg.backbone_width} gives a root with {width} channels")
-        self.in_chans = cfg.in_chans
-        self.patch_size = cfg.patch_size
-        self.img_size = cfg.img_size
-        self.strict_img_size = not cfg.dynamic_img_size
-        self.stride = backbone_stride(layers)
-        # timm's layout: a full ResNetV2 for staged backbones, the bare stem for root-only ones.
-        self.backbone = ResNetBackbone(layers, width, cfg.in_chans) if layers else make_stem(cfg.in_chans, width)
-        if not layers:
-            init_resnet_(self.backbone)
-        self.proj = nn.Conv2d(backbone_channels(layers, width), cfg.embed_dim, cfg.patch_size, stride=cfg.patch_size)
-        _lecun_normal_(self.proj.weight)
-        nn.init.zeros_(self.proj.bias)
-
-    def feature_size(self, img_size: Size) -> Size:
-        """Size of the ResNet feature map: every SAME stride-2 op maps n -> ceil(n / 2)."""
-        h, w = img_size
-        if h < 1 or w < 1:
-            raise ValueError(f"input size {h}x{w} must be positive")
-        return (math.ceil(h / self.stride), math.ceil(w / self.stride))
-
-    def grid_size(self, img_size: Size) -> Size:
-        fh, fw = self.feature_size(img_size)
-        p = self.patch_size
-        if fh % p or fw % p:
-            h, w = img_size
-            raise ValueError(
-                f"input size {h}x{w} gives a {fh}x{fw} ResNet feature map (stride {self.stride}) that is not "
-                f"divisible by the patch size {p}; use a size that is a multiple of {self.stride * p}"
-            )
-        return (fh // p, fw // p)
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Size]:
-        """(B, C, H, W) -> tokens (B, h*w, D) in row-major order, and the grid (h, w)."""
-        _check_image(x, self.in_chans)
-        if self.strict_img_size and tuple(x.shape[-2:]) != self.img_size:
-            raise ValueError(
-                f"input size {tuple(x.shape[-2:])} does not match the model's img_size {self.img_size}; "
-                "call model.set_input_size(...) or create the model with dynamic_img_size=True"
-            )
-        grid = self.grid_size(tuple(x.shape[-2:]))
-        return self.proj(self.backbone(x)).flatten(2).transpose(1, 2), grid
-
-
-# ----------------------------------------------------------------------------------------------------
 # The standalone BiT ResNet classifier: the paper's baseline, on the same data and training loop.
 
 
 @dataclass
 class ResNetConfig(ConfigDict):
     """A BiT ResNet classifier (non-pre-activation units, GroupNorm + weight standardisation)."""
+
+    architecture: ClassVar[str] = ARCHITECTURE
 
     layers: tuple[int, ...] = (3, 4, 6, 3)
     width: float = 1.0  # width multiplier: the root has int(64 * width) channels (BiT's x1, x2, x3 ...)
@@ -291,7 +239,7 @@ class ResNetConfig(ConfigDict):
 
     def __post_init__(self) -> None:
         self.layers = tuple(int(d) for d in self.layers)
-        self.img_size = to_2tuple(self.img_size)
+        self.img_size = to_2tuple(self.img_size, "img_size")
         self.mean, self.std = tuple(self.mean), tuple(self.std)
         if self.class_names is not None:
             self.class_names = tuple(self.class_names)
@@ -330,7 +278,7 @@ class ResNet(ResNetBackbone):
 
     def forward_features(self, x: Tensor) -> Tensor:
         """Image batch -> final feature map (B, C, H/32, W/32 for four stages)."""
-        _check_image(x, self.in_chans)
+        check_image(x, self.in_chans)
         return super().forward(x)
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
@@ -360,33 +308,4 @@ class ResNet(ResNetBackbone):
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
         """Write ``path/config.json`` (with ``"architecture": "resnet"``) + ``path/model.safetensors``."""
-        from ..weights.pretrained import save_pretrained
-
         save_pretrained(self, path)
-
-
-def load_resnet_weights(model: ResNet, path: str | os.PathLike, strict: bool = True) -> dict[str, Any]:
-    """Load a vitlab checkpoint (directory or state-dict file) into a ResNet; a head of another size is
-    replaced by the model's zero-initialised head, as for fine-tuning. Returns the check report."""
-    from ..weights import check_and_load
-    from ..weights.formats import read_checkpoint
-
-    ckpt = read_checkpoint(path)
-    if ckpt.format not in ("vitlab", "vitlab-run", "vitlab-state-dict"):
-        raise ValueError(f"{path} is a {ckpt.format} checkpoint; ResNet classifiers load vitlab checkpoints "
-                         "(save_pretrained directories or vitlab state dicts) only")
-    state = dict(ckpt.state)
-    notes = fit_resnet_head(model, state)
-    return {**check_and_load(model, state, source=str(path), strict=strict), "notes": notes}
-
-
-def fit_resnet_head(model: ResNet, state: dict[str, Tensor]) -> list[str]:
-    """Replace, in place, a checkpoint head that does not fit ``model`` by the model's zero-initialised one."""
-    own = model.state_dict()
-    head = [k for k in state if k.startswith("head.")]
-    if not any(k not in own or own[k].shape != state[k].shape for k in head):
-        return []
-    for k in head:
-        del state[k]
-    state.update({k: v for k, v in own.items() if k.startswith("head.")})
-    return [f"checkpoint's head replaced by a zero-initialised head with {model.cfg.num_classes} classes"]

@@ -14,45 +14,23 @@ file knows only its own parameters.
 """
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, fields
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from ..utils.size import Size, to_2tuple
+from .hybrid import HybridEmbed
+from .layers import ConfigDict, check_image, lecun_normal_
 from .pos_embed import RESAMPLE_METHODS, resample_axis, resample_pos_embed, sincos_2d
-
-Size = tuple[int, int]
+from .pretrained import save_pretrained
 
 CLASSIFIERS = ("token", "gap")
 POS_EMBEDS = ("learn", "learn2d", "sincos", "none")
 ACTIVATIONS = {"gelu_tanh": lambda: nn.GELU(approximate="tanh"), "gelu": nn.GELU, "relu": nn.ReLU}
-
-
-def to_2tuple(x: int | tuple[int, int] | list[int]) -> Size:
-    if isinstance(x, int):
-        return (x, x)
-    if len(x) != 2:
-        raise ValueError(f"expected an int or (height, width), got {x!r}")
-    return (int(x[0]), int(x[1]))
-
-
-class ConfigDict:
-    """JSON round trip for config dataclasses: tuples become lists, unknown keys are named, not ignored."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]):
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown {cls.__name__} fields {unknown}; known fields: {sorted(known)}")
-        return cls(**d)
 
 
 @dataclass
@@ -89,7 +67,7 @@ class ViTConfig(ConfigDict):
     class_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        self.img_size = to_2tuple(self.img_size)
+        self.img_size = to_2tuple(self.img_size, "img_size")
         if self.backbone_layers is not None:
             self.backbone_layers = tuple(self.backbone_layers)
         if self.class_names is not None:
@@ -146,7 +124,7 @@ class PatchEmbed(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Size]:
         """(B, C, H, W) -> tokens (B, h*w, D) in row-major order, and the grid (h, w)."""
-        _check_image(x, self.proj.in_channels)
+        check_image(x, self.proj.in_channels)
         if self.strict_img_size and tuple(x.shape[-2:]) != self.img_size:
             raise ValueError(
                 f"input size {tuple(x.shape[-2:])} does not match the model's img_size {self.img_size}; "
@@ -154,11 +132,6 @@ class PatchEmbed(nn.Module):
             )
         grid = self.grid_size(tuple(x.shape[-2:]))
         return self.proj(x).flatten(2).transpose(1, 2), grid
-
-
-def _check_image(x: Tensor, in_chans: int) -> None:
-    if x.ndim != 4 or x.shape[1] != in_chans:
-        raise ValueError(f"expected an NCHW image batch with {in_chans} channels, got shape {tuple(x.shape)}")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -378,10 +351,10 @@ class VisionTransformer(nn.Module):
             if p is not None:
                 nn.init.normal_(p, std=0.02)
         if isinstance(self.patch_embed, PatchEmbed):
-            _lecun_normal_(self.patch_embed.proj.weight)
+            lecun_normal_(self.patch_embed.proj.weight)
             nn.init.zeros_(self.patch_embed.proj.bias)
         if self.pre_logits is not None:
-            _lecun_normal_(self.pre_logits.fc.weight)
+            lecun_normal_(self.pre_logits.fc.weight)
             nn.init.zeros_(self.pre_logits.fc.bias)
 
     def _new_head(self, num_classes: int) -> nn.Module:
@@ -491,8 +464,6 @@ class VisionTransformer(nn.Module):
 
     def save_pretrained(self, path: str) -> None:
         """Write ``path/config.json`` + ``path/model.safetensors`` (see vitlab.from_pretrained)."""
-        from ..weights.pretrained import save_pretrained
-
         save_pretrained(self, path)
 
 
@@ -500,16 +471,8 @@ def build_patch_embed(cfg: ViTConfig) -> nn.Module:
     """Pixels -> tokens: linear patches, or patches of a ResNet feature map for the hybrids."""
     if cfg.backbone_layers is None:
         return PatchEmbed(cfg)
-    from .resnet import HybridEmbed
-
-    return HybridEmbed(cfg)
-
-
-def _lecun_normal_(w: Tensor) -> None:
-    """Flax's default kernel init: truncated normal with variance 1/fan_in."""
-    fan_in = w[0].numel()
-    std = math.sqrt(1.0 / fan_in) / 0.87962566103423978  # std of a unit normal truncated to [-2, 2]
-    nn.init.trunc_normal_(w, std=std, a=-2 * std, b=2 * std)
+    return HybridEmbed(cfg.backbone_layers, cfg.backbone_width, cfg.in_chans, cfg.patch_size, cfg.embed_dim,
+                       cfg.img_size, cfg.dynamic_img_size)
 
 
 def _bad_index(i: int, depth: int) -> int:

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from ..errors import ConfigError
 from ..models.vit import ViTConfig
 
 
@@ -262,7 +263,7 @@ def _valid_keys() -> list[str]:
     return keys
 
 
-class ConfigKeyError(KeyError):
+class ConfigKeyError(ConfigError, KeyError):
     """An unknown config key; printed as plain text (KeyError would quote and escape the message)."""
 
     def __str__(self) -> str:

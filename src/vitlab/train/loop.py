@@ -53,7 +53,7 @@ class TrainResult:
 def build_model(cfg: Config, classes: list[str]) -> nn.Module:
     """The configured model, with its head sized for ``classes`` and the preprocessing metadata set
     (headless, ``num_classes=0``, for ``train.objective=masked_patch``)."""
-    from ..models.registry import create_model
+    from ..api import create_model
     from ..weights import load_model
 
     m, opts = cfg.model, model_options(cfg)
@@ -447,7 +447,7 @@ class Trainer:
             self.save(best=best)
 
     def _finish(self, log, wall: float) -> dict[str, Any] | None:
-        from ..weights.pretrained import save_pretrained
+        from ..models.pretrained import save_pretrained
         from .report import write_outputs
 
         if self.last_eval is not None and self.last_eval[0] == self.step and self.eval_name == "test":

@@ -13,11 +13,14 @@ from typing import Any
 import numpy as np
 from safetensors.torch import save_file
 
+from ..errors import ConfigError
+from ..models.pretrained import save_pretrained
 from ..models.vit import VisionTransformer
+from ..utils.io import atomic_write
 from .formats import CONFIG_METADATA_KEY
 from .hf import preprocessor_config, vitlab_to_hf
+from .load import load_model
 from .official import vitlab_to_official
-from .pretrained import _atomic_write, save_pretrained
 from .timm import vitlab_to_timm
 
 TARGETS = ("vitlab", "timm", "hf", "npz", "vitlab-state-dict")
@@ -28,7 +31,7 @@ def save_state_dict(model: VisionTransformer, path: str | os.PathLike) -> Path:
     path = Path(path)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {"format": "pt", CONFIG_METADATA_KEY: json.dumps(model.cfg.to_dict())}
-    _atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=meta))
+    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=meta))
     return path
 
 
@@ -36,7 +39,7 @@ def save_timm(model: VisionTransformer, path: str | os.PathLike) -> Path:
     """A timm-style .safetensors state dict (timm's ``load_checkpoint`` / ``pretrained_cfg`` file)."""
     path = Path(path)
     state = vitlab_to_timm(model)
-    _atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
+    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
     return path
 
 
@@ -46,9 +49,9 @@ def save_hf(model: VisionTransformer, path: str | os.PathLike) -> Path:
     path = Path(path)
     config, state = vitlab_to_hf(model)
     path.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path / "model.safetensors", lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
+    atomic_write(path / "model.safetensors", lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
     for name, d in (("config.json", config), ("preprocessor_config.json", preprocessor_config(model))):
-        _atomic_write(path / name, lambda tmp, d=d: tmp.write_text(json.dumps(d, indent=2) + "\n"))
+        atomic_write(path / name, lambda tmp, d=d: tmp.write_text(json.dumps(d, indent=2) + "\n"))
     return path
 
 
@@ -64,7 +67,7 @@ def save_npz(model: VisionTransformer, path: str | os.PathLike, names: str = "li
         with open(tmp, "wb") as f:  # a file object: np.savez would append '.npz' to a path
             np.savez(f, **arrays)
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
     return path
 
 
@@ -73,15 +76,15 @@ def export(model: VisionTransformer, dst: str | os.PathLike, to: str, **kw: Any)
     writers = {"vitlab": save_pretrained, "timm": save_timm, "hf": save_hf, "npz": save_npz,
                "vitlab-state-dict": save_state_dict}
     if to not in writers:
-        raise ValueError(f"unknown export format {to!r}; choose one of {TARGETS}")
+        raise ConfigError(f"unknown export format {to!r}; choose one of {TARGETS}")
     model.eval()
     return Path(writers[to](model, dst, **kw))
 
 
-def convert(src: str | os.PathLike, dst: str | os.PathLike, to: str, **overrides: Any) -> Path:
-    """Read any supported checkpoint and write it in layout ``to``; ``overrides`` as for ``load_model``."""
-    from .load import load_model
-
+def convert(src: str | os.PathLike, dst: str | os.PathLike, to: str, checkpoint: str | os.PathLike | None = None,
+            **overrides: Any) -> Path:
+    """Read any supported checkpoint and write it in layout ``to``; ``checkpoint`` and ``overrides`` as
+    for ``load_model``."""
     if Path(dst).resolve() == Path(src).resolve():
-        raise ValueError(f"destination {dst} is the source; choose another path so the source is kept")
-    return export(load_model(src, **overrides), dst, to)
+        raise ConfigError(f"destination {dst} is the source; choose another path so the source is kept")
+    return export(load_model(src, checkpoint, **overrides), dst, to)

@@ -18,10 +18,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..errors import CheckpointError
+from ..models.pretrained import CONFIG_NAME, FORMAT_TAG, WEIGHTS_NAME
+from .runs import MODEL_DIR, is_training_checkpoint, run_of, training_weights
+
 # Format name -> what it is; shown in errors and by `vitlab info`.
 FORMATS = {
     "vitlab": "vitlab directory (config.json with \"format\": \"vitlab\" + model.safetensors, from save_pretrained)",
     "vitlab-run": "vitlab training run directory (its model/ sub-directory is a vitlab directory)",
+    "vitlab-train": "vitlab training checkpoint (RUN/checkpoints/*.pt; architecture, classes and normalisation from RUN/model)",
     "vitlab-state-dict": "vitlab state dict (.safetensors whose metadata carries the vitlab config)",
     "timm": "timm / bare vitlab state dict (.safetensors, .pth, .pt, .bin; possibly nested under 'state_dict'/'model')",
     "hf": "Hugging Face ViT directory (config.json with model_type 'vit' + model.safetensors or pytorch_model.bin)",
@@ -46,12 +51,13 @@ def supported_formats() -> str:
     return "\n".join(f"  - {v}" for v in FORMATS.values())
 
 
-def _unknown(path: Path, why: str) -> ValueError:
-    return ValueError(f"cannot read {path}: {why}. vitlab reads these formats:\n{supported_formats()}")
+def _unknown(path: Path, why: str) -> CheckpointError:
+    return CheckpointError(f"cannot read {path}: {why}. vitlab reads these formats:\n{supported_formats()}")
 
 
-def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
-    """Detect the format of ``path`` (file or directory) and read its arrays safely."""
+def read_checkpoint(path: str | os.PathLike, run_dir: str | os.PathLike | None = None) -> Checkpoint:
+    """Detect the format of ``path`` (file or directory) and read its arrays safely. ``run_dir``: the run a
+    training checkpoint belongs to, when the file does not sit in that run's checkpoints/ folder."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
@@ -66,16 +72,33 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
             return Checkpoint(path, "vitlab-state-dict", state, config=json.loads(meta[CONFIG_METADATA_KEY]))
     else:
         state = _load_torch(path)
+        if is_training_checkpoint(state):
+            return _read_training_checkpoint(path, state, run_dir)
     state = unwrap_state_dict(state, path)
     hf_keys = any(".patch_embeddings.projection." in k for k in state)  # a bare Hugging Face state dict
     return Checkpoint(path, "hf" if hf_keys else "timm", state)
 
 
+def _read_training_checkpoint(path: Path, obj: dict[str, Any], run_dir: str | os.PathLike | None) -> Checkpoint:
+    """The weights its evaluation used (EMA when kept), at the image size of its training stage; the
+    architecture, class names, normalisation and activation from the run's model/config.json."""
+    run = run_of(path) or (Path(run_dir) if run_dir is not None else None)
+    cfg_file = run / MODEL_DIR / CONFIG_NAME if run is not None else None
+    if cfg_file is None or not cfg_file.is_file():
+        where = f"{cfg_file} does not exist (the run has not finished)" if cfg_file else "the file is not inside a run's checkpoints/ folder"
+        raise CheckpointError(f"{path} is a vitlab training checkpoint; its architecture, classes and normalisation "
+                              f"are read from its run's {MODEL_DIR}/{CONFIG_NAME}, but {where}. Load it through its "
+                              f"run (vitlab eval RUN --checkpoint {path.name}) once the run has finished")
+    cfg = {k: v for k, v in json.loads(cfg_file.read_text()).items() if k != "format"}
+    cfg["img_size"] = list(obj.get("img_size", cfg["img_size"]))  # the stage the checkpoint was taken in
+    return Checkpoint(path, "vitlab-train", dict(training_weights(obj)), config=cfg, extra={"step": int(obj["step"])})
+
+
 def _read_dir(path: Path) -> Checkpoint:
-    cfg_file = path / "config.json"
+    cfg_file = path / CONFIG_NAME
     if not cfg_file.is_file():
-        if (path / "model" / "config.json").is_file():
-            ckpt = _read_dir(path / "model")
+        if (path / MODEL_DIR / CONFIG_NAME).is_file():
+            ckpt = _read_dir(path / MODEL_DIR)
             if ckpt.format == "vitlab":
                 ckpt.format = "vitlab-run"
             return ckpt
@@ -83,9 +106,9 @@ def _read_dir(path: Path) -> Checkpoint:
     try:
         cfg = json.loads(cfg_file.read_text())
     except json.JSONDecodeError as e:
-        raise ValueError(f"{cfg_file} is not valid JSON ({e})") from None
-    if cfg.get("format") == "vitlab":
-        state, _ = _load_safetensors(_need(path, "model.safetensors"))
+        raise CheckpointError(f"{cfg_file} is not valid JSON ({e})") from None
+    if cfg.get("format") == FORMAT_TAG:
+        state, _ = _load_safetensors(_need(path, WEIGHTS_NAME))
         cfg = {k: v for k, v in cfg.items() if k != "format"}
         return Checkpoint(path, "vitlab", state, config=cfg)
     if cfg.get("model_type") == "vit":
@@ -159,7 +182,7 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     except ValueError as e:  # numpy refuses object arrays when allow_pickle=False
-        raise ValueError(f"refused to load {path}: it holds pickled Python objects ({e}); an official "
+        raise CheckpointError(f"refused to load {path}: it holds pickled Python objects ({e}); an official "
                          "checkpoint holds plain numeric arrays only") from None
 
 
@@ -169,7 +192,7 @@ def _load_torch(path: Path) -> Any:
     except pickle.UnpicklingError as e:
         reason = str(e).strip().splitlines()
         detail = next((line for line in reason if "Unsupported" in line or "global" in line.lower()), reason[0] if reason else "")
-        raise ValueError(
+        raise CheckpointError(
             f"refused to load {path}: the pickle asks to construct objects other than tensors and plain "
             f"containers ({detail.strip()}). vitlab never runs code from a checkpoint. If you trust the file, "
             "re-save its tensors as .safetensors in an environment you trust."

@@ -17,13 +17,19 @@ from typing import Any
 
 from torch import Tensor
 
+from ..errors import CheckpointError, UnknownOptionError
 from ..models.pos_embed import resample_axis, resample_pos_embed
-from ..models.resnet import ARCHITECTURE as RESNET, ResNet, ResNetConfig, backbone_stride, fit_resnet_head
+from ..models.pretrained import check_and_load
+from ..models.registry import model_from_config
+from ..models.resnet import ARCHITECTURE as RESNET, ResNet, ResNetConfig, backbone_stride
 from ..models.vit import ViTConfig, VisionTransformer
-from . import check_and_load, hf, official, timm
-from .formats import Checkpoint, read_checkpoint
+from . import hf, official, timm
+from .formats import FORMATS, Checkpoint, read_checkpoint
+from .runs import select_checkpoint
 
 log = logging.getLogger("vitlab.weights")
+
+VITLAB_FORMATS = ("vitlab", "vitlab-run", "vitlab-train", "vitlab-state-dict")
 
 
 def to_vitlab_state(ckpt: Checkpoint) -> dict[str, Tensor]:
@@ -40,7 +46,7 @@ def to_vitlab_state(ckpt: Checkpoint) -> dict[str, Tensor]:
 def _source_grid(ckpt: Checkpoint) -> tuple[int, int] | None:
     """The patch grid the checkpoint was made for, when its config says (needed for non-square grids)."""
     c = ckpt.config or {}
-    if ckpt.format in ("vitlab", "vitlab-run", "vitlab-state-dict") and c.get("pos_embed", "learn") == "learn":
+    if ckpt.format in VITLAB_FORMATS and c.get("pos_embed", "learn") == "learn":
         h, w = c.get("img_size", (224, 224)) if not isinstance(c.get("img_size"), int) else (c["img_size"],) * 2
         p, scale = c.get("patch_size", 16), 1
         if c.get("backbone_layers") is not None:
@@ -74,11 +80,17 @@ def fit(model: VisionTransformer, state: dict[str, Tensor], method: str, grid: t
         if t is not None and getattr(model, key) is not None and t.ndim == 3 and t.shape[1] != model.grid[axis]:
             state[key] = resample_axis(t, model.grid[axis], method=method)
             notes.append(f"{key} resampled from {t.shape[1]} to {model.grid[axis]} entries ({method} method)")
+    return notes + fit_head(model, state)
+
+
+def fit_head(model: VisionTransformer | ResNet, state: dict[str, Tensor]) -> list[str]:
+    """Replace, in place, a checkpoint head (and pre-logits layer) that does not fit ``model`` by the model's
+    zero-initialised head, as fine-tuning does; returns what was done."""
     own = model.state_dict()
     head = [k for k in state if k.startswith("head.")]
     pre = [k for k in state if k.startswith("pre_logits.")]
     n = model.cfg.num_classes
-    if pre and model.pre_logits is None:
+    if pre and not any(k.startswith("pre_logits.") for k in own):
         drop = head + pre
         why = f"checkpoint's pre-logits layer and head dropped (the model has none); new zero-initialised head with {n} classes"
     elif head and any(k not in own or tuple(own[k].shape) != tuple(state[k].shape) for k in head):
@@ -87,24 +99,31 @@ def fit(model: VisionTransformer, state: dict[str, Tensor], method: str, grid: t
     elif not head and "head.weight" in own:
         drop, why = [], f"checkpoint has no head; the model gets a zero-initialised head with {n} classes"
     else:
-        return notes
+        return []
     for k in drop:
         del state[k]
     model.reset_classifier(n)  # reset_classifier's semantics: zero kernel, configured bias
     state.update({k: v for k, v in model.state_dict().items() if k.startswith("head.")})
-    notes.append(why)
-    return notes
+    return [why]
 
 
-def load_weights(model: VisionTransformer, path: str | os.PathLike, strict: bool = True) -> dict[str, Any]:
+def load_weights(model: VisionTransformer | ResNet, path: str | os.PathLike, strict: bool = True) -> dict[str, Any]:
     """Load any supported checkpoint (official .npz, timm, Hugging Face, vitlab) into ``model``.
 
     Position embeddings are resampled to the model's grid (``official`` method for .npz files, the
     model's ``pos_resample`` otherwise) and a head that does not fit is replaced by a zero-initialised
     one. Anything else that does not fit raises, listing the keys; ``strict=False`` loads what fits.
+    A ResNet classifier loads vitlab checkpoints only (no other library has its layout).
     Returns ``{"format", "missing", "unexpected", "mismatched", "notes"}``.
     """
     ckpt = read_checkpoint(path)
+    if isinstance(model, ResNet):
+        if ckpt.format not in VITLAB_FORMATS:
+            raise CheckpointError(f"{path} is a {ckpt.format} checkpoint; ResNet classifiers load vitlab checkpoints "
+                                  "(save_pretrained directories, vitlab state dicts, training checkpoints) only")
+        state = dict(ckpt.state)
+        notes = fit_head(model, state)
+        return {"format": ckpt.format, **check_and_load(model, state, source=str(path), strict=strict), "notes": notes}
     state = to_vitlab_state(ckpt)
     method = "official" if ckpt.format == "official" else model.cfg.pos_resample
     notes = fit(model, state, method, _source_grid(ckpt))
@@ -120,8 +139,6 @@ def load_weights(model: VisionTransformer, path: str | os.PathLike, strict: bool
     return {"format": ckpt.format, **report, "notes": notes}
 
 
-VITLAB_FORMATS = ("vitlab", "vitlab-run", "vitlab-state-dict")
-
 
 def infer_config(ckpt: Checkpoint, **overrides: Any) -> ViTConfig | ResNetConfig:
     """The architecture a checkpoint was made for, from its config or its shapes; ``overrides`` win.
@@ -130,12 +147,12 @@ def infer_config(ckpt: Checkpoint, **overrides: Any) -> ViTConfig | ResNetConfig
         cfg = {k: v for k, v in ckpt.config.items() if k != "architecture"}
         unknown = sorted(set(overrides) - {f.name for f in fields(ResNetConfig)})
         if unknown:
-            raise TypeError(f"unknown ResNet option(s) {unknown}; valid options: {sorted(f.name for f in fields(ResNetConfig))}")
+            raise UnknownOptionError(f"unknown ResNet option(s) {unknown}; valid options: {sorted(f.name for f in fields(ResNetConfig))}")
         return ResNetConfig.from_dict(_with_overrides(cfg, overrides))
     known = {f.name for f in fields(ViTConfig)}
     unknown = sorted(set(overrides) - known)
     if unknown:
-        raise TypeError(f"unknown model option(s) {unknown}; valid options: {sorted(known)}")
+        raise UnknownOptionError(f"unknown model option(s) {unknown}; valid options: {sorted(known)}")
     if ckpt.format in VITLAB_FORMATS:
         cfg = dict(ckpt.config or {})
     elif ckpt.format == "official":
@@ -159,33 +176,40 @@ def _with_overrides(cfg: dict[str, Any], overrides: dict[str, Any]) -> dict[str,
     return out
 
 
-def load_model(path: str | os.PathLike, **overrides: Any) -> VisionTransformer | ResNet:
-    """Build the model a checkpoint was made for and load it: vitlab or training-run directory, HF
-    directory, timm state dict or official .npz (a ResNet for vitlab saves of the ResNet baseline).
-    ``overrides``: config fields, e.g. ``num_heads=`` for a timm file of unregistered width,
-    ``img_size=`` to resample, ``num_classes=`` for a new head."""
-    ckpt = read_checkpoint(path)
-    cfg = infer_config(ckpt, **overrides)
-    if isinstance(cfg, ResNetConfig):
-        resnet, state = ResNet(cfg), dict(ckpt.state)
-        for n in fit_resnet_head(resnet, state):
-            log.warning("%s: %s", ckpt.path, n)
-        check_and_load(resnet, state, source=f"{ckpt.path} ({ckpt.format})", strict=True)
-        return resnet.eval()
-    model = VisionTransformer(cfg)
+def open_checkpoint(path: str | os.PathLike, checkpoint: str | os.PathLike | None = None) -> Checkpoint:
+    """``path`` read as it is, or, with ``checkpoint`` (``best``, ``last`` or a file), that training
+    checkpoint of run directory ``path``."""
+    if checkpoint is None:
+        return read_checkpoint(path)
+    return read_checkpoint(select_checkpoint(path, checkpoint), run_dir=path)
+
+
+def load_model(path: str | os.PathLike, checkpoint: str | os.PathLike | None = None,
+               **overrides: Any) -> VisionTransformer | ResNet:
+    """The model a checkpoint was made for, loaded, in eval mode: every command's way in.
+
+    ``path``: a vitlab directory, a training run directory (its model/), a training checkpoint
+    (RUN/checkpoints/*.pt), a vitlab, timm or bare HF state dict, an HF directory or an official .npz.
+    ``checkpoint``: with a run directory, ``"best"`` (RUN/checkpoints/best.pt), ``"last"`` (the latest
+    step checkpoint) or a checkpoint file; a training checkpoint keeps the run's architecture, class
+    names, normalisation and activation. ``overrides``: config fields, e.g. ``num_heads=`` for a timm
+    file of unregistered width, ``img_size=`` to resample, ``num_classes=`` for a new head."""
+    ckpt = open_checkpoint(path, checkpoint)
+    model = model_from_config(infer_config(ckpt, **overrides))
     state = to_vitlab_state(ckpt)
-    method = "official" if ckpt.format == "official" else model.cfg.pos_resample
-    for n in fit(model, state, method, _source_grid(ckpt)):
+    if isinstance(model, ResNet):
+        notes = fit_head(model, state)
+    else:
+        notes = fit(model, state, "official" if ckpt.format == "official" else model.cfg.pos_resample, _source_grid(ckpt))
+    for n in notes:
         log.warning("%s: %s", ckpt.path, n)
     check_and_load(model, state, source=f"{ckpt.path} ({ckpt.format})", strict=True)
     return model.eval()
 
 
-def describe_checkpoint(path: str | os.PathLike, **overrides: Any) -> str:
+def describe_checkpoint(path: str | os.PathLike, checkpoint: str | os.PathLike | None = None, **overrides: Any) -> str:
     """Human-readable summary for `vitlab info`: format, architecture, parameters, classes, keys."""
-    from .formats import FORMATS
-
-    ckpt = read_checkpoint(path)
+    ckpt = open_checkpoint(path, checkpoint)
     cfg = infer_config(ckpt, **overrides)
     n_params = sum(int(math.prod(v.shape)) for v in ckpt.state.values())
     groups: dict[str, int] = {}
