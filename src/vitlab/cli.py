@@ -37,12 +37,12 @@ def _add_checkpoint_choice(p: argparse.ArgumentParser) -> None:
                         "(default: RUN/model, the finished run's weights)")
 
 
-def _load(args: argparse.Namespace, **overrides):
+def _load(args: argparse.Namespace):
     """The command's model, in eval mode on ``--device``: the one checkpoint -> model path."""
     from .utils.device import pick_device
     from .weights import load_model
 
-    return load_model(args.ckpt, args.checkpoint, **overrides).to(pick_device(args.device))
+    return load_model(args.ckpt, args.checkpoint).to(pick_device(args.device))
 
 
 def _convert(args: argparse.Namespace) -> int:

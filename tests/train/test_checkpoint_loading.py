@@ -78,13 +78,25 @@ def test_resnet_training_checkpoint_loads_as_resnet(tmp_path):
     assert isinstance(loaded, ResNet) and loaded.cfg == cfg and _weights_equal(loaded, model.state_dict())
 
 
+def test_unfinished_run_uses_the_recipe(run, tmp_path):
+    lonely = tmp_path / "copy.pt"  # away from its run (or the run has no model/ yet): the recipe says what it was
+    shutil.copy(step_checkpoints(run)[0], lonely)
+    model = vitlab.load_model(lonely)
+    assert model.cfg.class_names is None  # only model/config.json stores them
+    assert (model.cfg.mean, model.cfg.act, model.cfg.img_size, model.cfg.num_classes) == (get_normalize("minus1_1")[0], "relu", (8, 8), 10)
+    assert _weights_equal(model, torch.load(lonely, weights_only=True)["ema"]["module"])
+
+
+def test_convert_and_info_take_a_checkpoint(run, tmp_path, capsys):
+    assert main(["convert", str(run), str(tmp_path / "best"), "--to", "vitlab", "--checkpoint", "best"]) == 0
+    assert _weights_equal(vitlab.from_pretrained(tmp_path / "best"), vitlab.load_model(run, checkpoint="best").state_dict())
+    assert main(["info", str(run), "--checkpoint", "last"]) == 0
+    assert "vitlab-train" in capsys.readouterr().out
+
+
 def test_clear_errors(tmp_path, run):
     with pytest.raises(CheckpointError, match="has no best.pt"):
         vitlab.load_model(tmp_path, checkpoint="best")
     with pytest.raises(FileNotFoundError, match="give best, last or a file"):
         vitlab.load_model(run, checkpoint="step_99999999.pt")
-    lonely = tmp_path / "copy.pt"  # a training checkpoint away from its run: nothing says its classes
-    shutil.copy(step_checkpoints(run)[0], lonely)
-    with pytest.raises(CheckpointError, match="not inside a run's checkpoints/ folder"):
-        vitlab.load_model(lonely)
     assert main(["predict", str(tmp_path), "--checkpoint", "last", "x.png"]) == 2

@@ -80,18 +80,18 @@ def read_checkpoint(path: str | os.PathLike, run_dir: str | os.PathLike | None =
 
 
 def _read_training_checkpoint(path: Path, obj: dict[str, Any], run_dir: str | os.PathLike | None) -> Checkpoint:
-    """The weights its evaluation used (EMA when kept), at the image size of its training stage; the
-    architecture, class names, normalisation and activation from the run's model/config.json."""
+    """The weights its evaluation used (EMA when kept), at the image size of its training stage. The
+    config (architecture, class names, normalisation, activation) is the run's model/config.json when the
+    run has finished; otherwise ``config`` is None and the loader rebuilds it from the recipe in ``extra``."""
     run = run_of(path) or (Path(run_dir) if run_dir is not None else None)
     cfg_file = run / MODEL_DIR / CONFIG_NAME if run is not None else None
-    if cfg_file is None or not cfg_file.is_file():
-        where = f"{cfg_file} does not exist (the run has not finished)" if cfg_file else "the file is not inside a run's checkpoints/ folder"
-        raise CheckpointError(f"{path} is a vitlab training checkpoint; its architecture, classes and normalisation "
-                              f"are read from its run's {MODEL_DIR}/{CONFIG_NAME}, but {where}. Load it through its "
-                              f"run (vitlab eval RUN --checkpoint {path.name}) once the run has finished")
-    cfg = {k: v for k, v in json.loads(cfg_file.read_text()).items() if k != "format"}
-    cfg["img_size"] = list(obj.get("img_size", cfg["img_size"]))  # the stage the checkpoint was taken in
-    return Checkpoint(path, "vitlab-train", dict(training_weights(obj)), config=cfg, extra={"step": int(obj["step"])})
+    img_size = obj.get("img_size")  # the stage the checkpoint was taken in
+    config = None
+    if cfg_file is not None and cfg_file.is_file():
+        config = {k: v for k, v in json.loads(cfg_file.read_text()).items() if k != "format"}
+        config["img_size"] = list(img_size or config["img_size"])
+    extra = {"step": int(obj["step"]), "recipe": obj["config"], "img_size": img_size}
+    return Checkpoint(path, "vitlab-train", dict(training_weights(obj)), config=config, extra=extra)
 
 
 def _read_dir(path: Path) -> Checkpoint:

@@ -17,10 +17,11 @@ from typing import Any
 
 from torch import Tensor
 
+from ..data.transforms import get_normalize
 from ..errors import CheckpointError, UnknownOptionError
 from ..models.pos_embed import resample_axis, resample_pos_embed
 from ..models.pretrained import check_and_load
-from ..models.registry import model_from_config
+from ..models.registry import get_config, model_from_config
 from ..models.resnet import ARCHITECTURE as RESNET, ResNet, ResNetConfig, backbone_stride
 from ..models.vit import ViTConfig, VisionTransformer
 from . import hf, official, timm
@@ -116,7 +117,7 @@ def load_weights(model: VisionTransformer | ResNet, path: str | os.PathLike, str
     A ResNet classifier loads vitlab checkpoints only (no other library has its layout).
     Returns ``{"format", "missing", "unexpected", "mismatched", "notes"}``.
     """
-    ckpt = read_checkpoint(path)
+    ckpt = open_checkpoint(path)
     if isinstance(model, ResNet):
         if ckpt.format not in VITLAB_FORMATS:
             raise CheckpointError(f"{path} is a {ckpt.format} checkpoint; ResNet classifiers load vitlab checkpoints "
@@ -166,6 +167,30 @@ def infer_config(ckpt: Checkpoint, **overrides: Any) -> ViTConfig | ResNetConfig
     return ViTConfig.from_dict(_with_overrides(cfg, overrides))
 
 
+def _recipe_config(ckpt: Checkpoint) -> dict[str, Any]:
+    """The config of a training checkpoint whose run has no model/ yet (unfinished, or the file was moved):
+    the recipe's model and normalisation, the class count of its head, the image size of its stage. The
+    class names are not in a checkpoint (model/config.json has them), so they are left out."""
+    recipe = ckpt.extra["recipe"]
+    section = recipe.get("model") or {}
+    opts = {k: v for k, v in section.items() if k not in ("name", "weights", "reset_head")}
+    head = ckpt.state.get("head.weight")
+    opts["num_classes"] = int(head.shape[0]) if head is not None else 0
+    if ckpt.extra.get("img_size"):
+        opts["img_size"] = tuple(ckpt.extra["img_size"])
+    name = section.get("name")
+    base = get_config(name, **opts) if name else infer_config(open_checkpoint(section["weights"]), **opts)
+    cfg = {**({"architecture": base.architecture} if base.architecture else {}), **base.to_dict(), "class_names": None}
+    if isinstance(base, ViTConfig) and "pre_logits.fc.weight" not in ckpt.state:
+        cfg["representation_size"] = None  # model.reset_head dropped it
+    norm = (recipe.get("data") or {}).get("normalize")
+    if norm:
+        cfg["mean"], cfg["std"] = get_normalize(norm)
+    log.warning("%s: no model/config.json in its run (unfinished?): architecture and normalisation from the "
+                "checkpoint's recipe; class names unknown", ckpt.path)
+    return cfg
+
+
 def _with_overrides(cfg: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """``cfg`` updated by ``overrides``; a new class count drops the checkpoint's class names (they
     belong to the head being replaced) unless new names are given too."""
@@ -178,10 +203,15 @@ def _with_overrides(cfg: dict[str, Any], overrides: dict[str, Any]) -> dict[str,
 
 def open_checkpoint(path: str | os.PathLike, checkpoint: str | os.PathLike | None = None) -> Checkpoint:
     """``path`` read as it is, or, with ``checkpoint`` (``best``, ``last`` or a file), that training
-    checkpoint of run directory ``path``."""
+    checkpoint of run directory ``path``. A training checkpoint of a run without model/ gets its config
+    from its recipe."""
     if checkpoint is None:
-        return read_checkpoint(path)
-    return read_checkpoint(select_checkpoint(path, checkpoint), run_dir=path)
+        ckpt = read_checkpoint(path)
+    else:
+        ckpt = read_checkpoint(select_checkpoint(path, checkpoint), run_dir=path)
+    if ckpt.format == "vitlab-train" and ckpt.config is None:
+        ckpt.config = _recipe_config(ckpt)
+    return ckpt
 
 
 def load_model(path: str | os.PathLike, checkpoint: str | os.PathLike | None = None,
