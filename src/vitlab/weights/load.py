@@ -24,6 +24,7 @@ from ..models.pretrained import check_and_load
 from ..models.registry import get_config, model_from_config
 from ..models.resnet import ARCHITECTURE as RESNET, ResNet, ResNetConfig, backbone_stride
 from ..models.vit import ViTConfig, VisionTransformer
+from ..utils.size import to_2tuple
 from . import hf, official, timm
 from .formats import FORMATS, Checkpoint, read_checkpoint
 from .runs import select_checkpoint
@@ -48,14 +49,14 @@ def _source_grid(ckpt: Checkpoint) -> tuple[int, int] | None:
     """The patch grid the checkpoint was made for, when its config says (needed for non-square grids)."""
     c = ckpt.config or {}
     if ckpt.format in VITLAB_FORMATS and c.get("pos_embed", "learn") == "learn":
-        h, w = c.get("img_size", (224, 224)) if not isinstance(c.get("img_size"), int) else (c["img_size"],) * 2
+        h, w = to_2tuple(c.get("img_size", 224))
         p, scale = c.get("patch_size", 16), 1
         if c.get("backbone_layers") is not None:
             scale = backbone_stride(tuple(c["backbone_layers"]))
         return (h // (p * scale), w // (p * scale))
     if ckpt.format == "hf" and "patch_size" in c:
         size = c.get("image_size", 224)
-        h, w = (size, size) if isinstance(size, int) else size
+        h, w = to_2tuple(size)
         p = c["patch_size"] if isinstance(c["patch_size"], int) else c["patch_size"][0]
         return (h // p, w // p)
     return None
