@@ -8,6 +8,7 @@ datasets.py
     load_idx(root, split, kind=None), read_idx(path), load_cifar_binary(root, split, label="fine"),
     load_image_folder(root, size=None, on_error="skip", channels=None, cache=None), load_arrays(images, labels, classes),
     load_npz(path, split=None), load_digits(split), load_mnist5k(split), load_image(path), image_to_array(img, channels)
+    decode_image(stream, name, max_pixels=None)   uploaded bytes; refuses huge canvases from the header (ImageTooLargeError)
     train_dev_split(ds, dev_fraction, seed=0) -> (train, dev)   deterministic, stratified
     describe_dataset(ds, name) -> str   counts per class and skipped files (`vitlab data SPEC`)
 transforms.py  (uint8 (B,C,H,W) on any device + torch.Generator -> normalised float32)
@@ -21,6 +22,8 @@ from .datasets import (
     DIGIT_CLASSES,
     FASHION_MNIST_CLASSES,
     ImageDataset,
+    ImageTooLargeError,
+    decode_image,
     describe_dataset,
     image_to_array,
     load_arrays,
@@ -44,8 +47,10 @@ __all__ = [
     "NORMALIZE",
     "EvalTransform",
     "ImageDataset",
+    "ImageTooLargeError",
     "Mixup",
     "TrainTransform",
+    "decode_image",
     "describe_dataset",
     "get_normalize",
     "image_to_array",

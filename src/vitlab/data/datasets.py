@@ -19,7 +19,7 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import BinaryIO, Literal, Sequence
 
 import numpy as np
 import torch
@@ -244,6 +244,10 @@ def load_cifar_binary(root: PathLike, split: str = "train", label: Literal["fine
 
 
 # ------------------------------------------------------------------------------------- PIL decoding
+class ImageTooLargeError(ValueError):
+    """An image over a pixel limit, or one Pillow refuses as a decompression bomb."""
+
+
 def load_image(path: PathLike) -> Image.Image:
     """Open and fully decode one image file, so truncated files fail here with a message naming them.
 
@@ -254,14 +258,31 @@ def load_image(path: PathLike) -> Image.Image:
         raise FileNotFoundError(f"image file not found: {path}")
     if path.stat().st_size == 0:
         raise ValueError(f"cannot read image {path}: the file is empty")
+    with open(path, "rb") as f:
+        return decode_image(f, str(path))
+
+
+def decode_image(fp: BinaryIO, name: str, max_pixels: int | None = None) -> Image.Image:
+    """Fully decode an image from an open binary stream (a file, uploaded bytes in a BytesIO).
+
+    ``max_pixels`` refuses larger images from their header alone, before any pixel is decoded, so a
+    small file that declares a huge canvas (a decompression bomb) costs nothing; raises
+    ImageTooLargeError then. Unreadable or truncated data raise ValueError naming ``name``."""
     try:
-        with Image.open(path) as im:
+        with Image.open(fp) as im:
+            w, h = im.size
+            if max_pixels is not None and w * h > max_pixels:
+                raise ImageTooLargeError(f"image {name} is {w}x{h} = {w * h:,} pixels; the limit is {max_pixels:,}")
             im.load()
             img = ImageOps.exif_transpose(im) if im.getexif().get(0x0112, 1) != 1 else im.copy()
+    except ImageTooLargeError:
+        raise
     except UnidentifiedImageError as e:
-        raise ValueError(f"cannot read image {path}: not a recognised image format ({e})") from e
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise ValueError(f"cannot read image {path}: corrupt or truncated ({e})") from e
+        raise ValueError(f"cannot read image {name}: not a recognised image format ({e})") from e
+    except Image.DecompressionBombError as e:
+        raise ImageTooLargeError(f"image {name} refused as a decompression bomb ({e})") from e
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ValueError(f"cannot read image {name}: corrupt or truncated ({e})") from e
     return img
 
 
