@@ -278,7 +278,8 @@ def decode_image(fp: BinaryIO, name: str, max_pixels: int | None = None) -> Imag
     except ImageTooLargeError:
         raise
     except UnidentifiedImageError as e:
-        raise ValueError(f"cannot read image {name}: not a recognised image format ({e})") from e
+        raise ValueError(f"cannot read image {name}: not a recognised image format (PNG, JPEG, WebP, GIF, BMP, "
+                         "TIFF, ...)") from e
     except Image.DecompressionBombError as e:
         raise ImageTooLargeError(f"image {name} refused as a decompression bomb ({e})") from e
     except (OSError, SyntaxError, ValueError) as e:
