@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # Install vitlab and what it needs on a fresh machine. `bash scripts/setup.sh` for running,
-# `bash scripts/setup.sh test` adds the test dependencies (Hugging Face transformers, scipy, ...).
+# `bash scripts/setup.sh test` adds the test dependencies (Hugging Face transformers, scipy, selenium,
+# the `serve` extra, Chromium, ...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+# `test`: Chromium and its WebDriver from Debian for the browser test of `vitlab serve` (skipped without them).
+if [ "${1:-}" = test ] && ! command -v chromedriver >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  (apt-get update -qq && apt-get install -y -qq chromium chromium-driver) >/dev/null 2>&1 \
+    || echo "setup: could not install chromium + chromium-driver; the browser test of vitlab serve will be skipped" >&2
+fi
 # Fashion-MNIST (IDX files under /usr/share/datasets/fashion-mnist) comes from Debian; optional elsewhere.
 if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null 2>&1 \
@@ -12,7 +18,7 @@ fi
 # The CPU build of PyTorch; an unpinned `torch` would pull a multi-GB CUDA build here.
 "$PY" -m pip install -q --disable-pip-version-check "torch==${TORCH_VERSION:-2.13.0}"
 if [ "${1:-}" = test ]; then
-  "$PY" -m pip install -q --disable-pip-version-check -e ".[test]"
+  "$PY" -m pip install -q --disable-pip-version-check -e ".[test,serve]"
 else
   "$PY" -m pip install -q --disable-pip-version-check -e .
 fi

@@ -229,11 +229,34 @@ def _add_fewshot(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_fewshot)
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from .serve import serve
+
+    try:
+        serve(args.ckpt, args.host, args.port, args.checkpoint, args.device)
+    except ImportError as e:
+        print(f"vitlab serve: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="a local web page to explore a model: predictions, attention per layer and "
+                                     "head, rollout, model card, analysis figures (needs the 'serve' extra)")
+    p.add_argument("ckpt", metavar="RUN_OR_CHECKPOINT", help="training-run directory or any ViT checkpoint vitlab reads")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--checkpoint", metavar="best|last|PATH",
+                   help="serve a training checkpoint of the run (RUN/checkpoints) instead of its final model/")
+    p.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
+    p.set_defaults(func=_serve)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vitlab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_models, _add_convert, _add_info, _add_predict, _add_analyze, _add_data, _add_train, _add_eval,
-                _add_fewshot):
+                _add_fewshot, _add_serve):
         add(sub)
     return parser
 

@@ -1,0 +1,375 @@
+"""The web app behind `vitlab serve`: one model, a JSON API, and the static page that draws its answers.
+
+    GET  /                 the page (static/index.html, app.js, style.css: no build step, no CDN)
+    GET  /model            the model card: architecture, parameters, classes, training data and accuracy,
+                           analysis figures and example images (JSON)
+    POST /predict          multipart/form-data with the image in field ``image`` (``?topk=5``): top-k
+                           classes, the attention rollout and the class token's attention per layer and head
+    GET  /examples/K.png   a few images of the run's own test data
+    GET  /figures/NAME.png position-embedding similarity, mean attention distance, embedding filters
+
+Bad input (not an image, truncated, too many bytes or pixels, wrong content type) is answered with a
+4xx and ``{"error": "..."}``; nothing a client sends can stop the server.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from ..analysis import analyze, attention_rollout, collect_attention, plot_position_similarity, position_embedding_similarity
+from ..analysis.predict import class_names, pick_device
+from ..data.datasets import ImageTooLargeError, decode_image, image_to_array, open_dataset
+from ..data.transforms import preprocess_pil
+from ..models.vit import VisionTransformer
+
+PathLike = str | os.PathLike
+log = logging.getLogger("vitlab.serve")
+
+STATIC = Path(__file__).with_name("static")
+MAX_BYTES = 20 * 1024 * 1024  # an upload larger than this is refused before it is decoded
+MAX_PIXELS = 40_000_000  # ~ 8000 x 5000; checked from the image header, before decoding
+NUM_EXAMPLES = 8
+DISPLAY_SIDE = 256  # the longer side of the "what the model sees" image sent back with each prediction
+# Analysis figures vitlab analyze writes, in the order the page shows them.
+FIGURES = {
+    "pos_embed_similarity": "Position-embedding similarity (paper Fig. 7 centre): tile (i, j) is the cosine "
+                            "similarity of patch (i, j)'s position embedding to every other patch's.",
+    "attention_distance": "Mean attention distance (paper Fig. 7 right): per layer and head, how far in pixels "
+                          "the attention reaches, averaged over test images.",
+    "filters": "Embedding filters (paper Fig. 7 left): principal components of the patch-embedding filters.",
+}
+
+
+class BadUpload(Exception):
+    """A request the server refuses, with the HTTP status that says why."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# -- the model ------------------------------------------------------------------------------------------
+
+
+def load_served_model(path: PathLike, checkpoint: str | None = None) -> VisionTransformer:
+    """The one place serve loads its model: ``path`` as `vitlab predict` reads it, or with ``checkpoint``
+    (best | last | a file) that training checkpoint's weights into the run's architecture (RUN/model)."""
+    path = Path(path)
+    if checkpoint is None:
+        from ..weights import load_model
+
+        model = load_model(path)
+    else:
+        model = _load_run_checkpoint(path, checkpoint)
+    if not isinstance(model, VisionTransformer):
+        raise ValueError(f"{path} holds a {type(model).__name__}; vitlab serve shows a Vision Transformer's attention")
+    if model.cfg.num_classes == 0:
+        raise ValueError(f"{path} has no classification head (num_classes=0, e.g. a masked-patch pretraining run); "
+                         "serve a fine-tuned classifier")
+    return model.eval()
+
+
+def _load_run_checkpoint(run: Path, checkpoint: str) -> VisionTransformer:
+    """A training checkpoint (its EMA weights when the run kept an EMA, as the run's own evaluation does)
+    in the architecture, class names and normalisation of RUN/model."""
+    from ..train.checkpoint import BEST, CKPT_DIR, latest_checkpoint, load_checkpoint
+    from ..weights import check_and_load
+    from ..weights.pretrained import read_config
+
+    if checkpoint in ("best", "last"):
+        if not (run / CKPT_DIR).is_dir():
+            raise FileNotFoundError(f"--checkpoint {checkpoint} needs a training run directory with {CKPT_DIR}/; "
+                                    f"{run} has none (leave --checkpoint out to serve {run} as it is)")
+        file = run / CKPT_DIR / BEST if checkpoint == "best" else latest_checkpoint(run)
+        if file is None or not file.is_file():
+            raise FileNotFoundError(f"{run / CKPT_DIR} has no {checkpoint} checkpoint"
+                                    + (" (best.pt is written when the run evaluates)" if checkpoint == "best" else ""))
+    else:
+        file = Path(checkpoint)
+    if not (run / "model" / "config.json").is_file():
+        raise FileNotFoundError(f"{run}/model/config.json not found: --checkpoint takes the architecture, class "
+                                "names and normalisation from the run's model/, which a finished run writes")
+    cfg = read_config(run / "model")
+    state = load_checkpoint(file)
+    if "img_size" in state:  # progressive resizing: an earlier stage's checkpoint has its own grid
+        cfg = replace(cfg, img_size=tuple(state["img_size"]))
+    model = VisionTransformer(cfg)
+    weights = state["ema"]["module"] if state.get("ema") else state["model"]
+    check_and_load(model, weights, source=str(file), strict=True)
+    return model
+
+
+def _run_dir(path: Path) -> Path | None:
+    """The training run a served path belongs to (RUN or RUN/model), or None."""
+    for d in (path, path.parent):
+        if d.is_dir() and (d / "config.yaml").is_file():
+            return d
+    return None
+
+
+# -- what the page shows besides predictions ------------------------------------------------------------
+
+
+@dataclass
+class Explorer:
+    """The served model with its card, example images and analysis figures; ``predict`` is thread-safe:
+    the forward pass writes no module state and every request has its own tensors, so concurrent
+    requests share the model without a lock (tests/serve check two at once)."""
+
+    model: VisionTransformer
+    card: dict[str, Any]
+    examples: list[tuple[str, bytes]] = field(default_factory=list)  # (label, PNG bytes)
+    figures: dict[str, Path] = field(default_factory=dict)  # stem -> PNG file
+    workdir: tempfile.TemporaryDirectory | None = None  # holds figures computed at start
+
+    @torch.inference_mode()
+    def predict(self, image: Image.Image, topk: int = 5) -> dict[str, Any]:
+        """Top-k classes, the rollout map (gh, gw) and the class token's attention to every patch per
+        (layer, head), all for one decoded image, preprocessed as `vitlab predict` does."""
+        model, cfg = self.model, self.model.cfg
+        x = preprocess_pil(image, cfg.img_size, cfg.mean, cfg.std, cfg.in_chans)[None]
+        x = x.to(next(model.parameters()).device)
+        logits, attns, grid = collect_attention(model, x)
+        rollout = attention_rollout(attns, model.num_prefix_tokens, grid)[0]
+        p = model.num_prefix_tokens
+        # A class token's row per head; a gap model pools all patches, so the mean patch row stands in.
+        cls = [(a[0, :, 0, p:] if p else a[0, :, p:, p:].mean(1)).float().cpu().numpy() for a in attns]
+        prob, idx = logits[0].float().softmax(-1).topk(min(topk, cfg.num_classes))
+        names = class_names(model)
+        top = [{"label": names[c], "index": c, "probability": round(q, 6)} for q, c in zip(prob.tolist(), idx.tolist())]
+        return {
+            "predicted": top[0]["label"],
+            "top": top,
+            "grid": list(grid),
+            "input_size": list(cfg.img_size),
+            "image": _png_data_url(_model_view(image, cfg.img_size, cfg.in_chans)),
+            "rollout": np.round(rollout, 6).tolist(),
+            "attention": [np.round(c, 6).tolist() for c in cls],  # [layer][head][gh * gw]
+            "class_token": bool(p),
+        }
+
+
+def _model_view(image: Image.Image, img_size: tuple[int, int], in_chans: int) -> np.ndarray:
+    """The image as the model sees it (its aspect ratio, its channels), at a size people can look at."""
+    h, w = img_size
+    s = DISPLAY_SIDE / max(h, w)
+    arr = image_to_array(image, channels=in_chans)
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    return np.asarray(Image.fromarray(arr.squeeze()).resize(size, Image.Resampling.BILINEAR))
+
+
+def _png(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _png_data_url(arr: np.ndarray) -> str:
+    return "data:image/png;base64," + base64.b64encode(_png(arr)).decode()
+
+
+def build_explorer(
+    path: PathLike,
+    checkpoint: str | None = None,
+    device: str | torch.device | None = None,
+    figures: bool = True,
+    num_examples: int = NUM_EXAMPLES,
+) -> Explorer:
+    """Load the model and gather what the page shows: the card (with the run's final.json), examples
+    from the run's test data, and the analysis figures (the run's own, else computed now with
+    vitlab analyze on its test data, else the position-embedding similarity alone)."""
+    import json
+
+    path = Path(path)
+    model = load_served_model(path, checkpoint).to(pick_device(device))
+    cfg = model.cfg
+    run = _run_dir(path)
+    card: dict[str, Any] = {
+        "source": str(path),
+        "checkpoint": checkpoint,  # None: the path as vitlab predict reads it (a run's model/)
+        "architecture": {k: v for k, v in cfg.to_dict().items() if k not in ("class_names",)},
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "classes": class_names(model),
+        "class_token": model.num_prefix_tokens > 0,
+        "depth": len(model.blocks),
+        "num_heads": cfg.num_heads,
+        "training": None,
+        "final": None,
+        "notes": [],
+    }
+    data, data_dir = None, None
+    if run is not None:
+        from ..train import load_config
+
+        tcfg = load_config(run / "config.yaml")
+        data, data_dir = tcfg.data.dataset, tcfg.data.data_dir
+        card["training"] = {"run": str(run), "dataset": data, "model": tcfg.model.name or tcfg.model.weights,
+                            "epochs": tcfg.schedule.epochs, "batch_size": tcfg.data.batch_size,
+                            "optimizer": tcfg.optim.name, "lr": tcfg.optim.lr}
+        if (run / "final.json").is_file():
+            final = json.loads((run / "final.json").read_text())
+            card["final"] = {k: final[k] for k in ("objective", "split", "top1", "top5", "n", "epochs", "steps",
+                                                   "train_time_s", "device") if k in final}
+        else:
+            card["notes"].append("the run has no final.json (not finished): no test accuracy to show")
+    explorer = Explorer(model, card)
+    ds = None
+    if data is not None:
+        try:
+            ds = open_dataset(data, "test", data_dir)
+        except (OSError, ValueError) as e:
+            card["notes"].append(f"no example images: the run's data set {data!r} could not be opened ({e})")
+    if ds is not None and num_examples > 0:
+        explorer.examples = _pick_examples(ds, num_examples)
+    if figures:
+        _gather_figures(explorer, run, ds, data, data_dir)
+    card["examples"] = [{"url": f"/examples/{k}.png", "label": lab} for k, (lab, _) in enumerate(explorer.examples)]
+    card["figures"] = [{"url": f"/figures/{stem}.png", "title": FIGURES[stem].split(":")[0],
+                        "caption": FIGURES[stem].split(": ", 1)[1]} for stem in FIGURES if stem in explorer.figures]
+    return explorer
+
+
+def _pick_examples(ds, n: int) -> list[tuple[str, bytes]]:
+    """The first test image of each class in class order (then the next images, for fewer classes
+    than ``n``): a spread of classes rather than whatever the file's first n images are."""
+    labels = ds.labels
+    order = [int((labels == c).nonzero()[0]) for c in range(ds.num_classes) if (labels == c).any()][:n]
+    taken = set(order)
+    order += [i for i in range(min(len(ds), 2 * n)) if i not in taken][: n - len(order)]
+    return [(ds.classes[int(labels[i])], _png(ds.images[i].permute(1, 2, 0).squeeze(-1).numpy())) for i in order]
+
+
+def _gather_figures(explorer: Explorer, run: Path | None, ds, data: str | None, data_dir: str | None) -> None:
+    for d in ([run / "analysis", run] if run is not None else []):
+        found = {stem: d / f"{stem}.png" for stem in FIGURES if (d / f"{stem}.png").is_file()}
+        if found:
+            explorer.figures = found
+            return
+    explorer.workdir = tempfile.TemporaryDirectory(prefix="vitlab-serve-")
+    out = Path(explorer.workdir.name)
+    if ds is not None:
+        log.info("computing analysis figures on %s (test split)", data)
+        analyze(explorer.model, data, out, num_images=64, num_rollout=0, data_dir=data_dir,
+                device=next(explorer.model.parameters()).device)
+    else:
+        try:
+            plot_position_similarity(position_embedding_similarity(explorer.model), out / "pos_embed_similarity.png")
+        except ValueError as e:  # pos_embed='none'
+            explorer.card["notes"].append(f"no position-embedding figure: {e}")
+        explorer.card["notes"].append("mean attention distance needs the run's test data, which is not available")
+    explorer.figures = {stem: out / f"{stem}.png" for stem in FIGURES if (out / f"{stem}.png").is_file()}
+
+
+# -- HTTP -----------------------------------------------------------------------------------------------
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+async def _read_upload(request: Request, max_bytes: int) -> tuple[bytes, str]:
+    """The uploaded file's bytes and name, or BadUpload saying what is wrong with the request."""
+    ctype = request.headers.get("content-type", "")
+    if not ctype.startswith("multipart/form-data"):
+        raise BadUpload(415, "POST /predict takes multipart/form-data with the image file in the field 'image' "
+                             f"(got Content-Type {ctype or 'none'!r}); e.g. curl -F image=@photo.jpg URL/predict")
+    length = request.headers.get("content-length")
+    if length is None:
+        raise BadUpload(411, "the request has no Content-Length; send the upload with its length")
+    if not length.isdigit() or int(length) > max_bytes + 64 * 1024:  # the file plus room for multipart headers
+        raise BadUpload(413, f"the upload is {length} bytes; the limit is {max_bytes:,} bytes")
+    try:
+        form = await request.form(max_files=1, max_fields=8)
+    except Exception as e:  # malformed multipart body: the parser's message says where
+        raise BadUpload(400, f"could not parse the multipart form ({getattr(e, 'detail', e)})") from None
+    upload = form.get("image")
+    if not isinstance(upload, UploadFile):
+        raise BadUpload(400, "no file in the form field 'image'")
+    declared = (upload.content_type or "").split(";")[0].strip().lower()
+    if declared and not declared.startswith("image/") and declared != "application/octet-stream":
+        raise BadUpload(415, f"{upload.filename or 'the upload'} is {declared}, not an image; send a PNG, JPEG, "
+                             "WebP, GIF, BMP or TIFF file")
+    data = await upload.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise BadUpload(413, f"{upload.filename or 'the upload'} is larger than the limit of {max_bytes:,} bytes")
+    if not data:
+        raise BadUpload(400, f"{upload.filename or 'the upload'} is empty")
+    return data, upload.filename or "upload"
+
+
+def _decode(data: bytes, name: str, max_pixels: int) -> Image.Image:
+    try:
+        return decode_image(io.BytesIO(data), name, max_pixels=max_pixels)
+    except ImageTooLargeError as e:
+        raise BadUpload(413, str(e)) from None
+    except ValueError as e:
+        status = 415 if isinstance(e.__cause__, UnidentifiedImageError) else 400
+        raise BadUpload(status, str(e)) from None
+
+
+def create_app(
+    explorer: Explorer,
+    max_bytes: int = MAX_BYTES,
+    max_pixels: int = MAX_PIXELS,
+) -> Starlette:
+    """The Starlette app serving ``explorer``; run it with any ASGI server (`vitlab serve` uses uvicorn)."""
+
+    async def predict(request: Request) -> Response:
+        topk = request.query_params.get("topk", "5")
+        if not topk.isdigit() or int(topk) < 1:
+            return _error(400, f"topk must be a positive integer, got {topk!r}")
+        try:
+            data, name = await _read_upload(request, max_bytes)
+            # Decoding and the forward pass are CPU work: off the event loop, so requests overlap.
+            image = await run_in_threadpool(_decode, data, name, max_pixels)
+        except BadUpload as e:
+            return _error(e.status, str(e))
+        result = await run_in_threadpool(explorer.predict, image, int(topk))
+        return JSONResponse({"file": name, **result})
+
+    async def model_card(request: Request) -> Response:
+        return JSONResponse(explorer.card)
+
+    async def example(request: Request) -> Response:
+        k = request.path_params["k"]
+        if not 0 <= k < len(explorer.examples):
+            return _error(404, f"no example {k}; there are {len(explorer.examples)}")
+        return Response(explorer.examples[k][1], media_type="image/png")
+
+    async def figure(request: Request) -> Response:
+        path = explorer.figures.get(request.path_params["name"])
+        if path is None:
+            return _error(404, f"no figure {request.path_params['name']!r}; see GET /model for the list")
+        return FileResponse(path, media_type="image/png")
+
+    async def index(request: Request) -> Response:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    routes = [
+        Route("/", index),
+        Route("/model", model_card),
+        Route("/predict", predict, methods=["POST"]),
+        Route("/examples/{k:int}.png", example),
+        Route("/figures/{name}.png", figure),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+    app = Starlette(routes=routes)
+    app.state.explorer = explorer
+    return app
