@@ -199,3 +199,27 @@ def test_load_served_model_checkpoints(tiny_run):
     assert load_served_model(tiny_run, str(one)).cfg.num_classes == 10
     with pytest.raises(FileNotFoundError, match="checkpoints/"):
         load_served_model(tiny_run / "model", "best")
+
+
+def test_a_bare_checkpoint_gets_a_card_without_run_data(explorer, tmp_path):
+    """A save_pretrained directory outside any run: no training data or accuracy, no examples; the
+    position-embedding figure is computed, and the card says what is missing."""
+    from vitlab import save_pretrained
+    from vitlab.serve.app import build_explorer
+
+    save_pretrained(explorer.model, tmp_path / "bare")
+    with TestClient(create_app(build_explorer(tmp_path / "bare", device="cpu"))) as c:
+        card = c.get("/model").json()
+        assert card["training"] is None and card["final"] is None and card["examples"] == []
+        assert [f["url"] for f in card["figures"]] == ["/figures/pos_embed_similarity.png"]
+        assert any("attention distance" in n for n in card["notes"])
+        assert post(c, png(np.zeros((8, 8), np.uint8))).status_code == 200
+
+
+def test_headless_models_are_refused(tmp_path):
+    from vitlab import create_model, save_pretrained
+
+    save_pretrained(create_model("vit_mnist", num_classes=0, img_size=8, patch_size=2, in_chans=1, embed_dim=32,
+                                 depth=1, num_heads=2, mlp_dim=32), tmp_path / "headless")
+    with pytest.raises(ValueError, match="no classification head"):
+        load_served_model(tmp_path / "headless")

@@ -221,7 +221,7 @@ def build_explorer(
         tcfg = load_config(run / "config.yaml")
         data, data_dir = tcfg.data.dataset, tcfg.data.data_dir
         card["training"] = {"run": str(run), "dataset": data, "model": tcfg.model.name or tcfg.model.weights,
-                            "epochs": tcfg.schedule.epochs, "batch_size": tcfg.data.batch_size,
+                            "batch_size": tcfg.data.batch_size,
                             "optimizer": tcfg.optim.name, "lr": tcfg.optim.lr}
         if (run / "final.json").is_file():
             final = json.loads((run / "final.json").read_text())

@@ -131,7 +131,7 @@ async function loadCard() {
     row("classes", card.classes.join(", "))];
   if (card.checkpoint) rows.push(row("weights", `checkpoint ${card.checkpoint}`));
   const t = card.training;
-  if (t) rows.push(row("training", `${t.model} on ${t.dataset}, ${t.epochs} epochs, batch ${t.batch_size}, ${t.optimizer} lr ${t.lr}`));
+  if (t) rows.push(row("training", `${t.model} on ${t.dataset}, batch ${t.batch_size}, ${t.optimizer} lr ${t.lr}`));
   const f = card.final;
   if (f && f.top1 !== undefined) {
     rows.push(row(`${f.split} accuracy`, `top-1 ${f.top1.toFixed(2)}%, top-5 ${f.top5.toFixed(2)}% on ${f.n.toLocaleString("en")} images`));
