@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import logging
 import os
 import tempfile
@@ -47,13 +48,15 @@ MAX_BYTES = 20 * 1024 * 1024  # an upload larger than this is refused before it 
 MAX_PIXELS = 40_000_000  # ~ 8000 x 5000; checked from the image header, before decoding
 NUM_EXAMPLES = 8
 DISPLAY_SIDE = 256  # the longer side of the "what the model sees" image sent back with each prediction
-# Analysis figures vitlab analyze writes, in the order the page shows them.
+# Analysis figures vitlab analyze writes, in the order the page shows them: stem -> (title, caption).
 FIGURES = {
-    "pos_embed_similarity": "Position-embedding similarity (paper Fig. 7 centre): tile (i, j) is the cosine "
-                            "similarity of patch (i, j)'s position embedding to every other patch's.",
-    "attention_distance": "Mean attention distance (paper Fig. 7 right): per layer and head, how far in pixels "
-                          "the attention reaches, averaged over test images.",
-    "filters": "Embedding filters (paper Fig. 7 left): principal components of the patch-embedding filters.",
+    "pos_embed_similarity": ("Position-embedding similarity (paper Fig. 7 centre)",
+                             "Tile (i, j) is the cosine similarity of patch (i, j)'s position embedding to every "
+                             "other patch's."),
+    "attention_distance": ("Mean attention distance (paper Fig. 7 right)",
+                           "Per layer and head, how far in pixels the attention reaches, averaged over test images."),
+    "filters": ("Embedding filters (paper Fig. 7 left)",
+                "Principal components of the patch-embedding filters."),
 }
 
 
@@ -189,14 +192,10 @@ def build_explorer(
     path: PathLike,
     checkpoint: str | None = None,
     device: str | torch.device | None = None,
-    figures: bool = True,
-    num_examples: int = NUM_EXAMPLES,
 ) -> Explorer:
     """Load the model and gather what the page shows: the card (with the run's final.json), examples
     from the run's test data, and the analysis figures (the run's own, else computed now with
     vitlab analyze on its test data, else the position-embedding similarity alone)."""
-    import json
-
     path = Path(path)
     model = load_served_model(path, checkpoint).to(pick_device(device))
     cfg = model.cfg
@@ -236,13 +235,12 @@ def build_explorer(
             ds = open_dataset(data, "test", data_dir)
         except (OSError, ValueError) as e:
             card["notes"].append(f"no example images: the run's data set {data!r} could not be opened ({e})")
-    if ds is not None and num_examples > 0:
-        explorer.examples = _pick_examples(ds, num_examples)
-    if figures:
-        _gather_figures(explorer, run, ds, data, data_dir)
+    if ds is not None:
+        explorer.examples = _pick_examples(ds, NUM_EXAMPLES)
+    _gather_figures(explorer, run, ds, data, data_dir)
     card["examples"] = [{"url": f"/examples/{k}.png", "label": lab} for k, (lab, _) in enumerate(explorer.examples)]
-    card["figures"] = [{"url": f"/figures/{stem}.png", "title": FIGURES[stem].split(":")[0],
-                        "caption": FIGURES[stem].split(": ", 1)[1]} for stem in FIGURES if stem in explorer.figures]
+    card["figures"] = [{"url": f"/figures/{stem}.png", "title": title, "caption": caption}
+                       for stem, (title, caption) in FIGURES.items() if stem in explorer.figures]
     return explorer
 
 
