@@ -147,6 +147,9 @@ def test_bad_requests_get_a_4xx_with_a_reason(client):
     assert r.status_code == 400 and "field 'image'" in r.json()["error"]
     r = client.post("/predict", data={"image": "not a file"}, files={"other": ("x.png", good, "image/png")})
     assert r.status_code == 400
+    r = client.post("/predict", content=b"--xyz\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\""
+                                        b"\r\n\r\n" + good[:20], headers={"content-type": "multipart/form-data; boundary=xyz"})
+    assert r.status_code == 400, r.text  # a multipart body cut short
     r = post(client, good, params={"topk": "0"})
     assert r.status_code == 400 and "topk" in r.json()["error"]
     assert client.get("/predict").status_code == 405

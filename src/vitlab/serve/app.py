@@ -264,8 +264,11 @@ def _gather_figures(explorer: Explorer, run: Path | None, ds, data: str | None, 
     out = Path(explorer.workdir.name)
     if ds is not None:
         log.info("computing analysis figures on %s (test split)", data)
-        analyze(explorer.model, data, out, num_images=64, num_rollout=0, data_dir=data_dir,
-                device=next(explorer.model.parameters()).device)
+        try:
+            analyze(explorer.model, data, out, num_images=64, num_rollout=0, data_dir=data_dir,
+                    device=next(explorer.model.parameters()).device)
+        except ValueError as e:  # e.g. a data set that does not fit the model
+            explorer.card["notes"].append(f"no analysis figures: vitlab analyze on {data!r} failed ({e})")
     else:
         try:
             plot_position_similarity(position_embedding_similarity(explorer.model), out / "pos_embed_similarity.png")
@@ -291,25 +294,30 @@ async def _read_upload(request: Request, max_bytes: int) -> tuple[bytes, str]:
     length = request.headers.get("content-length")
     if length is None:
         raise BadUpload(411, "the request has no Content-Length; send the upload with its length")
-    if not length.isdigit() or int(length) > max_bytes + 64 * 1024:  # the file plus room for multipart headers
+    if not length.isdigit():
+        raise BadUpload(400, f"Content-Length {length!r} is not a number of bytes")
+    if int(length) > max_bytes + 64 * 1024:  # the file plus room for the multipart headers
         raise BadUpload(413, f"the upload is {length} bytes; the limit is {max_bytes:,} bytes")
     try:
         form = await request.form(max_files=1, max_fields=8)
     except Exception as e:  # malformed multipart body: the parser's message says where
         raise BadUpload(400, f"could not parse the multipart form ({getattr(e, 'detail', e)})") from None
-    upload = form.get("image")
-    if not isinstance(upload, UploadFile):
-        raise BadUpload(400, "no file in the form field 'image'")
-    declared = (upload.content_type or "").split(";")[0].strip().lower()
-    if declared and not declared.startswith("image/") and declared != "application/octet-stream":
-        raise BadUpload(415, f"{upload.filename or 'the upload'} is {declared}, not an image; send a PNG, JPEG, "
-                             "WebP, GIF, BMP or TIFF file")
-    data = await upload.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise BadUpload(413, f"{upload.filename or 'the upload'} is larger than the limit of {max_bytes:,} bytes")
-    if not data:
-        raise BadUpload(400, f"{upload.filename or 'the upload'} is empty")
-    return data, upload.filename or "upload"
+    try:
+        upload = form.get("image")
+        if not isinstance(upload, UploadFile):
+            raise BadUpload(400, "no file in the form field 'image'")
+        name = upload.filename or "the upload"
+        declared = (upload.content_type or "").split(";")[0].strip().lower()
+        if declared and not declared.startswith("image/") and declared != "application/octet-stream":
+            raise BadUpload(415, f"{name} is {declared}, not an image; send a PNG, JPEG, WebP, GIF, BMP or TIFF file")
+        data = await upload.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise BadUpload(413, f"{name} is larger than the limit of {max_bytes:,} bytes")
+        if not data:
+            raise BadUpload(400, f"{name} is empty")
+        return data, name
+    finally:
+        await form.close()  # removes the spooled temporary file
 
 
 def _decode(data: bytes, name: str, max_pixels: int) -> Image.Image:
