@@ -232,11 +232,7 @@ def _add_fewshot(sub: argparse._SubParsersAction) -> None:
 def _serve(args: argparse.Namespace) -> int:
     from .serve import serve
 
-    try:
-        serve(args.ckpt, args.host, args.port, args.checkpoint, args.device)
-    except ImportError as e:
-        print(f"vitlab serve: error: {e}", file=sys.stderr)
-        return 2
+    serve(args.ckpt, args.host, args.port, args.checkpoint, args.device)
     return 0
 
 

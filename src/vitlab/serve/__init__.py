@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import os
 
+from ..errors import VitlabError
+
 PathLike = str | os.PathLike
+
+
+class ServeExtraMissing(VitlabError, ImportError):
+    """The web stack of the ``serve`` extra is not installed."""
 
 
 def serve(
@@ -26,7 +32,7 @@ def serve(
 
         from .app import build_explorer, create_app
     except ImportError as e:
-        raise ImportError(f"vitlab serve needs the 'serve' extra ({e.name} is not installed): "
+        raise ServeExtraMissing(f"vitlab serve needs the 'serve' extra ({e.name} is not installed): "
                           "pip install 'vitlab[serve]'") from e
     explorer = build_explorer(path, checkpoint, device)
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
@@ -36,4 +42,4 @@ def serve(
     uvicorn.run(create_app(explorer), host=host, port=port, log_level="info")
 
 
-__all__ = ["serve"]
+__all__ = ["ServeExtraMissing", "serve"]

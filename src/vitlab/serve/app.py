@@ -19,7 +19,7 @@ import json
 import logging
 import os
 import tempfile
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..analysis import analyze, attention_rollout, collect_attention, plot_position_similarity, position_embedding_similarity
-from ..analysis.predict import class_names, pick_device
+from ..analysis.predict import class_names
+from ..utils.device import pick_device
 from ..data.datasets import ImageTooLargeError, decode_image, image_to_array, open_dataset
 from ..data.transforms import preprocess_pil
 from ..models.vit import VisionTransformer
@@ -72,50 +73,16 @@ class BadUpload(Exception):
 
 
 def load_served_model(path: PathLike, checkpoint: str | None = None) -> VisionTransformer:
-    """The one place serve loads its model: ``path`` as `vitlab predict` reads it, or with ``checkpoint``
-    (best | last | a file) that training checkpoint's weights into the run's architecture (RUN/model)."""
-    path = Path(path)
-    if checkpoint is None:
-        from ..weights import load_model
+    """The one place serve loads its model: vitlab.load_model (eval mode; ``checkpoint`` best | last |
+    a file picks a training checkpoint of a run), refused when it has no attention or head to show."""
+    from ..weights import load_model
 
-        model = load_model(path)
-    else:
-        model = _load_run_checkpoint(path, checkpoint)
+    model = load_model(path, checkpoint=checkpoint)
     if not isinstance(model, VisionTransformer):
         raise ValueError(f"{path} holds a {type(model).__name__}; vitlab serve shows a Vision Transformer's attention")
     if model.cfg.num_classes == 0:
         raise ValueError(f"{path} has no classification head (num_classes=0, e.g. a masked-patch pretraining run); "
                          "serve a fine-tuned classifier")
-    return model.eval()
-
-
-def _load_run_checkpoint(run: Path, checkpoint: str) -> VisionTransformer:
-    """A training checkpoint (its EMA weights when the run kept an EMA, as the run's own evaluation does)
-    in the architecture, class names and normalisation of RUN/model."""
-    from ..train.checkpoint import BEST, CKPT_DIR, latest_checkpoint, load_checkpoint
-    from ..weights import check_and_load
-    from ..weights.pretrained import read_config
-
-    if checkpoint in ("best", "last"):
-        if not (run / CKPT_DIR).is_dir():
-            raise FileNotFoundError(f"--checkpoint {checkpoint} needs a training run directory with {CKPT_DIR}/; "
-                                    f"{run} has none (leave --checkpoint out to serve {run} as it is)")
-        file = run / CKPT_DIR / BEST if checkpoint == "best" else latest_checkpoint(run)
-        if file is None or not file.is_file():
-            raise FileNotFoundError(f"{run / CKPT_DIR} has no {checkpoint} checkpoint"
-                                    + (" (best.pt is written when the run evaluates)" if checkpoint == "best" else ""))
-    else:
-        file = Path(checkpoint)
-    if not (run / "model" / "config.json").is_file():
-        raise FileNotFoundError(f"{run}/model/config.json not found: --checkpoint takes the architecture, class "
-                                "names and normalisation from the run's model/, which a finished run writes")
-    cfg = read_config(run / "model")
-    state = load_checkpoint(file)
-    if "img_size" in state:  # progressive resizing: an earlier stage's checkpoint has its own grid
-        cfg = replace(cfg, img_size=tuple(state["img_size"]))
-    model = VisionTransformer(cfg)
-    weights = state["ema"]["module"] if state.get("ema") else state["model"]
-    check_and_load(model, weights, source=str(file), strict=True)
     return model
 
 
@@ -265,8 +232,7 @@ def _gather_figures(explorer: Explorer, run: Path | None, ds, data: str | None, 
     if ds is not None:
         log.info("computing analysis figures on %s (test split)", data)
         try:
-            analyze(explorer.model, data, out, num_images=64, num_rollout=0, data_dir=data_dir,
-                    device=next(explorer.model.parameters()).device)
+            analyze(explorer.model, data, out, num_images=64, num_rollout=0, data_dir=data_dir)
         except ValueError as e:  # e.g. a data set that does not fit the model
             explorer.card["notes"].append(f"no analysis figures: vitlab analyze on {data!r} failed ({e})")
     else:
