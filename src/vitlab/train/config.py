@@ -26,6 +26,10 @@ class DataConfig:
     dataset: str = "fashion_mnist"  # a name (fashion_mnist, mnist, cifar10, digits, ...) or a path
     data_dir: str | None = None  # where named datasets live (else $VITLAB_DATA, system paths)
     dev_fraction: float = 0.0  # > 0: hold out this share of train for per-epoch eval and "best"; 0: use test
+    test_fraction: float = 0.2  # sources without a test split: share held out as the test set (RUN/split.json)
+    image_size: int | None = None  # image folders: decode every image to this square size (None: model.img_size, else the first image's)
+    cache: str | None = None  # image folders: decoded-image cache, a .npz path or "auto" (~/.cache/vitlab); null: none
+    on_error: str = "skip"  # image folders: unusable files are listed and skipped (skip) or stop the run (raise)
     train_limit: int | None = None  # use only the first N training images (quick experiments, tests)
     batch_size: int = 256  # global batch per optimizer step (all processes and accumulation steps together)
     accum_steps: int = 1  # gradient accumulation: batch_size = accum_steps x processes x micro-batch
@@ -137,6 +141,11 @@ class Config:
         _choice("schedule.decay", s.decay, ("cosine", "linear", "constant"))
         _choice("train.precision", r.precision, ("auto", "fp32", "bf16"))
         _choice("train.objective", r.objective, ("classify", "masked_patch"))
+        _choice("data.on_error", d.on_error, ("skip", "raise"))
+        if not 0 < d.test_fraction < 1:
+            raise ValueError(f"data.test_fraction={d.test_fraction} must be in (0, 1)")
+        if d.image_size is not None and d.image_size < 1:
+            raise ValueError(f"data.image_size={d.image_size} must be >= 1 (or null)")
         if r.objective == "masked_patch" and (d.mixup_alpha or d.cutmix_alpha or d.label_smoothing or o.layer_decay):
             raise ValueError("train.objective=masked_patch predicts patch colours, not labels: set data.mixup_alpha, "
                              "data.cutmix_alpha and data.label_smoothing to 0 and optim.layer_decay to null")
