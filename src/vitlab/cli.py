@@ -159,7 +159,8 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", help="where named datasets live (else $VITLAB_DATA, then system paths)")
     p.add_argument("--size", type=int, help="image folders: resize every image to SIZE x SIZE (default: first image's)")
     p.add_argument("--on-error", default="skip", choices=("skip", "raise"), help="image folders: bad files")
-    p.add_argument("--cache", help="image folders: .npz cache of the decoded images, reused while files are unchanged")
+    p.add_argument("--cache", help="image folders: .npz cache of the decoded images, reused while files are unchanged "
+                                   "('auto': one per folder under ~/.cache/vitlab)")
     p.set_defaults(func=_data)
 
 

@@ -462,8 +462,10 @@ def _report_or_raise(root: Path, skipped: list[tuple[str, str]], on_error: str) 
     if not skipped:
         return
     if on_error == "raise":
-        raise ValueError(_report_skipped(root, skipped) + "\nfix or remove them, or skip them (on_error='skip': --on-error skip, data.on_error=skip)")
-    print(_report_skipped(root, skipped) + "\n(skipped; on_error='raise' -- --on-error raise, data.on_error=raise -- stops instead)", file=sys.stderr)
+        raise ValueError(_report_skipped(root, skipped) + "\nfix or remove them, or skip them "
+                         "(on_error='skip', --on-error skip, data.on_error=skip)")
+    print(_report_skipped(root, skipped) + "\n(skipped; on_error='raise', --on-error raise or data.on_error=raise "
+          "stops instead)", file=sys.stderr)
 
 
 def load_image_folder(
