@@ -33,18 +33,18 @@ class DataConfig:
     train_limit: int | None = None  # use only the first N training images (quick experiments, tests)
     batch_size: int = 256  # global batch per optimizer step (all processes and accumulation steps together)
     accum_steps: int = 1  # gradient accumulation: batch_size = accum_steps x processes x micro-batch
-    eval_batch_size: int = 1024
+    eval_batch_size: int = 1024  # images per forward pass when evaluating (memory only; results do not change)
     normalize: str | None = None  # NORMALIZE preset; None keeps the model's mean/std (e.g. [-1, 1] of official weights)
     crop_scale: tuple[float, float] = (0.08, 1.0)  # Inception crop area range (paper: 0.05-1)
-    crop_ratio: tuple[float, float] = (0.75, 1.3333333)
-    flip: bool = True
+    crop_ratio: tuple[float, float] = (0.75, 1.3333333)  # Inception crop aspect-ratio range
+    flip: bool = True  # random horizontal flip
     randaugment: tuple[int, int] | None = None  # (num_ops, magnitude 0-10)
-    random_erasing: float = 0.0
-    mixup_alpha: float = 0.0
-    cutmix_alpha: float = 0.0
-    mixup_prob: float = 1.0
-    mixup_switch_prob: float = 0.5
-    label_smoothing: float = 0.0
+    random_erasing: float = 0.0  # probability of erasing a random rectangle per image
+    mixup_alpha: float = 0.0  # mixup Beta(alpha, alpha); 0: off
+    cutmix_alpha: float = 0.0  # CutMix Beta(alpha, alpha); 0: off
+    mixup_prob: float = 1.0  # share of batches mixed when mixup or CutMix is on
+    mixup_switch_prob: float = 0.5  # with both on: chance of CutMix instead of mixup
+    label_smoothing: float = 0.0  # share of the target spread evenly over all classes
     eval_crop_pct: float | None = None  # None: plain resize (the paper's test preprocessing)
 
 
@@ -53,8 +53,8 @@ class ModelSection:
     """``name`` from the registry (or None to take the architecture from ``weights``), ``weights`` to
     start from (any format vitlab reads), and ViTConfig fields in ``options`` (flat in the YAML)."""
 
-    name: str | None = "vit_mnist"
-    weights: str | None = None
+    name: str | None = "vit_mnist"  # a registered model (docs/reference/models.md); null: the architecture of weights
+    weights: str | None = None  # checkpoint to start from, any format vitlab reads (fine-tuning)
     reset_head: bool = False  # fine-tuning: new zero-initialised head, pre-logits dropped (paper, sec. 3.2)
     options: dict[str, Any] = field(default_factory=dict)
 
