@@ -55,6 +55,10 @@ def test_flat_folder_gets_a_disjoint_held_out_split_that_eval_reuses(tmp_path, c
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(data / "red" / "new.png")
     assert main(["eval", str(run), "--data", str(data)]) == 0
     assert "images: 6" in capsys.readouterr().out
+    # resuming the run reads the same split back
+    assert _train(tmp_path, data) == 0
+    assert "read back from" in capsys.readouterr().out
+    assert set(json.loads((run / "split.json").read_text())["test_files"]) == held
     # and asking the folder itself for a test split is refused instead of handing back training images
     assert main(["eval", str(run / "model"), "--data", str(data / "red" / "..")]) == 0  # same source, resolved
     assert main(["data", str(data), "--split", "test"]) == 2
@@ -84,6 +88,9 @@ def test_rgb_32_folder_trains_a_three_channel_32px_model(tmp_path, capsys):
     assert _train(tmp_path, tmp_path / "ds", "model.in_chans=1", out="run2") == 2  # contradiction: an error naming both
     err = capsys.readouterr().err
     assert "model.in_chans=1" in err and "RGB, 3 channel(s)" in err
+    _rgb_folder(tmp_path / "odd_size", size=30)  # 30 is no multiple of vit_mnist's patch 4 (TINY sets 8)
+    assert main(["train", "--out", str(tmp_path / "run3"), f"data.dataset={tmp_path / 'odd_size'}"]) == 2
+    assert "30x30, not a multiple of the patch size 4: set data.image_size (e.g. 32)" in capsys.readouterr().err
 
 
 def _bomb_png(path: Path) -> None:

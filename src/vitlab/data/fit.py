@@ -21,10 +21,16 @@ def _mode(c: int) -> str:
     return {1: "grayscale", 3: "RGB"}.get(c, f"{c}-channel")
 
 
+def _registered_patch(name: str) -> int | None:
+    from ..models.registry import get_config
+
+    return getattr(get_config(name), "patch_size", None)
+
+
 def fit_model_options(spec: str, ds: ImageDataset, options: dict[str, Any],
-                      from_weights: bool) -> tuple[dict[str, Any], str | None]:
+                      model_name: str | None) -> tuple[dict[str, Any], str | None]:
     """`options` (ViTConfig overrides from the recipe) completed from the data, and a line saying what was
-    chosen (None for named data sets). `from_weights`: the architecture comes from a checkpoint, whose
+    chosen (None for named data sets). `model_name` None: the architecture comes from a checkpoint, whose
     channel count is checked after loading (check_channels)."""
     if is_named(spec):
         return options, None
@@ -34,15 +40,24 @@ def fit_model_options(spec: str, ds: ImageDataset, options: dict[str, Any],
         raise ValueError(f"model.in_chans={out['in_chans']} but the data ({spec}) is {_mode(c)}, {c} channel(s); "
                          f"remove model.in_chans to take it from the data, or convert the images")
     said = []
-    if "in_chans" not in out and not from_weights:
-        out["in_chans"] = c
-        said.append(f"in_chans={c} ({_mode(c)}, from the data)")
+    if "in_chans" not in out:
+        if model_name is None:
+            said.append(f"in_chans from the checkpoint (the data is {_mode(c)})")
+        else:
+            out["in_chans"] = c
+            said.append(f"in_chans={c} ({_mode(c)}, from the data)")
     if "img_size" not in out:
+        patch = out.get("patch_size") or (_registered_patch(model_name) if model_name else None)
+        if patch and (h % patch or w % patch):
+            up = [-(-v // patch) * patch for v in (h, w)]
+            raise ValueError(f"the images of {spec} are {h}x{w}, not a multiple of the patch size {patch}: set "
+                             f"data.image_size (e.g. {max(up)}) to resize them, or model.img_size / model.patch_size")
         out["img_size"] = (h, w)
         said.append(f"img_size={h}x{w} (from the data)")
     else:
-        size = out["img_size"]
-        said.append(f"img_size={size} (model.img_size; the {h}x{w} data is resized to it)")
+        mh, mw = (out["img_size"],) * 2 if isinstance(out["img_size"], int) else out["img_size"]
+        said.append(f"img_size={mh}x{mw} (model.img_size" + (")" if (mh, mw) == (h, w) else
+                                                             f"; the {h}x{w} data is resized to it)"))
     return out, "model: " + ", ".join(said)
 
 

@@ -66,6 +66,8 @@ def open_run_data(
     if path.is_file():
         saved = read_split(path)
         mask, missing = _saved_mask(full, saved, path)
+        if write:  # the same images; how they are read follows this start's settings (e.g. a new data.image_size)
+            _write_json(path, {**saved, **_read_settings(full, data_dir, on_error)})
         note = (f"test set: {int(mask.sum())} images held out of {spec} when the run started, read back from {path}"
                 + (f" ({len(missing)} of them are no longer readable)" if missing else ""))
     else:
@@ -83,14 +85,23 @@ def write_split(path: Path, spec: str, full: ImageDataset, mask: torch.Tensor, f
     """RUN/split.json: the source, how it was read, and which of its images are held out."""
     rows = mask.nonzero().flatten().tolist()
     record: dict[str, Any] = {
-        "source": _source(spec), "data_dir": str(data_dir) if data_dir else None,
-        "image_size": list(full.image_size) if full.paths is not None else None, "on_error": on_error,
+        "source": _source(spec), **_read_settings(full, data_dir, on_error),
         "test_fraction": fraction, "seed": seed, "n_source": len(full), "n_test": len(rows),
     }
     if full.paths is not None:
         record["test_files"] = [full.paths[i] for i in rows]
     else:
         record["test_rows"] = rows
+    _write_json(path, record)
+
+
+def _read_settings(full: ImageDataset, data_dir: PathLike | None, on_error: str) -> dict[str, Any]:
+    """How the source was read, so `vitlab eval RUN` decodes the held-out images as training did."""
+    return {"data_dir": str(data_dir) if data_dir else None,
+            "image_size": list(full.image_size) if full.paths is not None else None, "on_error": on_error}
+
+
+def _write_json(path: Path, record: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(record, indent=1) + "\n")

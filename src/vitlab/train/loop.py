@@ -107,7 +107,7 @@ class Trainer:
             self.eval_set, self.eval_name = self.test, "test"
         self.classes = list(train.classes)
 
-        options, note = fit_model_options(data.dataset, train, model_options(cfg), cfg.model.name is None)
+        options, note = fit_model_options(data.dataset, train, model_options(cfg), cfg.model.name)
         if note:
             self.data_notes.append(note)
         self.model = build_model(cfg, self.classes, options).to(self.device)
