@@ -62,7 +62,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="few images and steps: checks the path, not the accuracy")
     args = ap.parse_args()
     out: Path = args.out
-    per_class, pre_epochs, ft_epochs = (16, 2, 2) if args.quick else (60, 12, 12)
+    per_class, pre_epochs, ft_epochs = (16, 2, 2) if args.quick else (50, 8, 8)
     t0 = time.perf_counter()
     photos_a = make_photos(out / "photos_a", PRETRAIN, per_class, seed=0)
     photos = make_photos(out / "photos", FINETUNE, per_class, seed=1)
