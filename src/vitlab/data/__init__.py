@@ -8,8 +8,17 @@ datasets.py
     load_idx(root, split, kind=None), read_idx(path), load_cifar_binary(root, split, label="fine"),
     load_image_folder(root, size=None, on_error="skip", channels=None, cache=None), load_arrays(images, labels, classes),
     load_npz(path, split=None), load_digits(split), load_mnist5k(split), load_image(path), image_to_array(img, channels)
-    train_dev_split(ds, dev_fraction, seed=0) -> (train, dev)   deterministic, stratified
+    train_dev_split(ds, dev_fraction, seed=0) -> (train, dev)   deterministic, stratified (holdout_mask)
+    has_test_split(spec) -> bool; NoTestSplitError when a source without one is asked for "test"
+    image_extensions() (what Pillow opens), find_images(inputs) -> (files, problems)  files/folders/globs
     describe_dataset(ds, name) -> str   counts per class and skipped files (`vitlab data SPEC`)
+splits.py
+    open_run_data(spec, run_dir, test_fraction, seed, ...) -> RunData(train, test, held_out, notes)
+        a source without a test split gets a stratified held-out test set, listed in RUN/split.json
+    open_heldout(run_dir, split), open_eval_data(ckpt, data, split, data_dir)   what `vitlab eval RUN` reads
+fit.py
+    fit_model_options(spec, ds, options, model_name) -> (options, note)   in_chans / img_size from the data
+    check_channels(model_in_chans, ds, spec, source)   a model/data channel mismatch is an error naming both
 transforms.py  (uint8 (B,C,H,W) on any device + torch.Generator -> normalised float32)
     NORMALIZE presets, get_normalize(name)
     TrainTransform(img_size, scale, ratio, flip, mean, std, randaugment=(n, m) | None, random_erasing, ops, fill, in_chans)
@@ -21,7 +30,13 @@ from .datasets import (
     DIGIT_CLASSES,
     FASHION_MNIST_CLASSES,
     ImageDataset,
+    MissingDependencyError,
+    NoTestSplitError,
     describe_dataset,
+    find_images,
+    has_test_split,
+    holdout_mask,
+    image_extensions,
     image_to_array,
     load_arrays,
     load_cifar_binary,
@@ -44,10 +59,16 @@ __all__ = [
     "NORMALIZE",
     "EvalTransform",
     "ImageDataset",
+    "MissingDependencyError",
     "Mixup",
+    "NoTestSplitError",
     "TrainTransform",
     "describe_dataset",
+    "find_images",
     "get_normalize",
+    "has_test_split",
+    "holdout_mask",
+    "image_extensions",
     "image_to_array",
     "load_arrays",
     "load_cifar_binary",

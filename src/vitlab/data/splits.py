@@ -59,8 +59,14 @@ def open_run_data(
     `size`, `on_error`, `cache` apply to image folders (see load_image_folder)."""
     opts = {"size": size, "on_error": on_error, "cache": cache}
     if has_test_split(spec, data_dir):
-        train, test = open_dataset(spec, "train", data_dir, **opts), open_dataset(spec, "test", data_dir, **opts)
-        return RunData(train, test, False, [f"test set: the source's own test split ({len(test)} images)"])
+        train = open_dataset(spec, "train", data_dir, **opts)
+        if size is None and train.paths is not None:  # test folder at the size the train folder got
+            opts["size"] = train.image_size
+        if cache not in (None, "auto"):  # one cache file per folder ("auto" names them by folder already)
+            opts["cache"] = Path(cache).with_name(Path(cache).stem + "-test.npz")
+        test = open_dataset(spec, "test", data_dir, **opts)
+        return RunData(train, test, False,
+                       [f"test set: the source's own test split ({len(test)} images)", *_resize_note(train, size)])
     full = open_dataset(spec, "train", data_dir, **opts)
     path = Path(run_dir) / SPLIT_FILE
     if path.is_file():
@@ -77,7 +83,16 @@ def open_run_data(
                 f"seed {seed}; data.test_fraction) are held out and never trained on; list in {path}")
         if write:
             write_split(path, spec, full, mask, test_fraction, seed, data_dir, size, on_error)
-    return RunData(full.subset(~mask), full.subset(mask), True, [note])
+    return RunData(full.subset(~mask), full.subset(mask), True, [note, *_resize_note(full, size)])
+
+
+def _resize_note(ds: ImageDataset, size: Any) -> list[str]:
+    """The resize policy of an image folder, stated (nothing for other sources)."""
+    if ds.paths is None:
+        return []
+    h, w = ds.image_size
+    why = "data.image_size or model.img_size" if size else "the first image's size; set data.image_size to choose"
+    return [f"images: each resized to {h}x{w} (bicubic, aspect ratio not kept; {why})"]
 
 
 def write_split(path: Path, spec: str, full: ImageDataset, mask: torch.Tensor, fraction: float, seed: int,
