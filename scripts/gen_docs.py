@@ -31,7 +31,7 @@ def _cell(text: object) -> str:
 def models_md() -> str:
     import torch
 
-    from vitlab.models.registry import build_model, get_config, list_models
+    from vitlab.models.registry import get_config, list_models, model_from_config
     from vitlab.models.resnet import ResNetConfig
 
     rows = ["| name | kind | layers | width | MLP | heads | patch | default input | params (default config) |",
@@ -39,7 +39,7 @@ def models_md() -> str:
     for name in list_models():
         cfg = get_config(name)
         with torch.device("meta"):  # parameter counts without allocating anything
-            n = sum(p.numel() for p in build_model(cfg).parameters())
+            n = sum(p.numel() for p in model_from_config(cfg).parameters())
         size = f"{cfg.img_size[0]}x{cfg.img_size[1]}x{cfg.in_chans}"
         if isinstance(cfg, ResNetConfig):
             rows.append(f"| `{name}` | BiT ResNet {list(cfg.layers)} | | | | | | {size} | {n:,} |")

@@ -9,7 +9,8 @@
 2. Pretrain a small ViT on photos_a at 32x32: a vitlab checkpoint, RGB, with its own class names.
 3. Fine-tune it on photos at 48x48 with a new head (model.reset_head=true): the position embeddings are
    resampled to the larger grid, and 20% of photos/ is held out as the test set (RUN/split.json).
-4. vitlab eval (on the held-out images), vitlab predict --attention, vitlab convert --to hf.
+4. With the best checkpoint (--checkpoint best): vitlab eval (on the held-out images), vitlab predict
+   --attention, vitlab predict --out predictions.csv, vitlab convert --to hf.
 
 Every command is printed before it runs, with its output, and the wall time at the end.
 """
@@ -77,11 +78,11 @@ def main() -> int:
            "data.batch_size=32", f"schedule.epochs={ft_epochs}", "schedule.warmup_epochs=1", "optim.lr=5e-4",
            "data.cache=" + str(out / "photos_cache.npz"))
     run = out / "finetune"
-    vitlab("eval", run)
-    vitlab("predict", run, *(photos / c / "crop_000.jpg" for c in FINETUNE), "--topk", "2",
+    vitlab("eval", run, "--checkpoint", "best")
+    vitlab("predict", run, *(photos / c / "crop_000.jpg" for c in FINETUNE), "--checkpoint", "best", "--topk", "2",
            "--attention", out / "attention" / "photo.png")
-    vitlab("predict", run, photos, "--out", out / "predictions.csv")
-    vitlab("convert", run, out / "hf", "--to", "hf")
+    vitlab("predict", run, photos, "--checkpoint", "best", "--out", out / "predictions.csv")
+    vitlab("convert", run, out / "hf", "--checkpoint", "best", "--to", "hf")
     print(f"\nwhole example: {time.perf_counter() - t0:.0f} s wall on {os.cpu_count()} CPU core(s)")
     return 0
 

@@ -16,9 +16,6 @@ splits.py
     open_run_data(spec, run_dir, test_fraction, seed, ...) -> RunData(train, test, held_out, notes)
         a source without a test split gets a stratified held-out test set, listed in RUN/split.json
     open_heldout(run_dir, split), open_eval_data(ckpt, data, split, data_dir)   what `vitlab eval RUN` reads
-fit.py
-    fit_model_options(spec, ds, options, model_name) -> (options, note)   in_chans / img_size from the data
-    check_channels(model_in_chans, ds, spec, source)   a model/data channel mismatch is an error naming both
 transforms.py  (uint8 (B,C,H,W) on any device + torch.Generator -> normalised float32)
     NORMALIZE presets, get_normalize(name)
     TrainTransform(img_size, scale, ratio, flip, mean, std, randaugment=(n, m) | None, random_erasing, ops, fill, in_chans)

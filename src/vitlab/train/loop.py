@@ -29,12 +29,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data import EvalTransform, Mixup, TrainTransform, get_normalize, train_dev_split
-from ..data.fit import check_channels, fit_model_options
 from ..data.splits import open_run_data
 from ..evaluate.metrics import EvalCounts, evaluate
 from . import distributed as dd
 from .checkpoint import latest_checkpoint, load_checkpoint, remove_partial, save_checkpoint
 from .config import Config, config_from_dict, model_options
+from .fit import check_channels, fit_model_options
 from .optim import ModelEMA, build_optimizer, cycle_lr, set_lr
 
 

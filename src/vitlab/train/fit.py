@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .datasets import NAMED_DATASETS, ImageDataset
+from ..data.datasets import NAMED_DATASETS, ImageDataset
+from ..models.registry import get_config
 
 
 def is_named(spec: str) -> bool:
@@ -22,8 +23,6 @@ def _mode(c: int) -> str:
 
 
 def _registered_patch(name: str) -> int | None:
-    from ..models.registry import get_config
-
     return getattr(get_config(name), "patch_size", None)
 
 
