@@ -210,3 +210,11 @@ def test_missing_optional_package_is_one_line_not_a_traceback(monkeypatch, capsy
     assert main(["data", "digits"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "pip install 'vitlab[datasets]'" in err and "scikit-learn" in err
+
+
+def test_train_data_dir_option_and_print_config(tmp_path, capsys):
+    assert main(["train", "--print-config", "--data-dir", str(tmp_path), "data.test_fraction=0.1"]) == 0
+    printed = capsys.readouterr().out
+    assert f"data_dir: {tmp_path}" in printed and "test_fraction: 0.1" in printed and "on_error: skip" in printed
+    assert main(["train", "data.dataset=fashion_mnist"]) == 2  # training needs --out
+    assert "--out" in capsys.readouterr().err
