@@ -83,10 +83,11 @@ def _predict(args: argparse.Namespace) -> int:
     from .analysis.predict import write_predictions
     from .data.datasets import find_images
 
+    model = _load(args)  # a checkpoint problem stops here, before any file is looked at
     files, missing = find_images(args.images)
     for item, why in missing:
         print(f"{item}: error: {why}", file=sys.stderr)
-    results = predict_files(_load(args), files, topk=args.topk, attention=args.attention, batch_size=args.batch_size,
+    results = predict_files(model, files, topk=args.topk, attention=args.attention, batch_size=args.batch_size,
                             progress=True) if files else []
     bad = [r for r in results if r.error]
     if args.out:
