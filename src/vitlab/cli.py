@@ -80,18 +80,38 @@ def _add_info(sub: argparse._SubParsersAction) -> None:
 
 def _predict(args: argparse.Namespace) -> int:
     from .analysis import format_prediction, predict_files
+    from .analysis.predict import write_predictions
+    from .data.datasets import find_images
 
-    results = predict_files(_load(args), args.images, topk=args.topk, attention=args.attention)
-    for r in results:
-        print(format_prediction(r), file=sys.stderr if r.error else sys.stdout)
-    return 1 if any(r.error for r in results) else 0
+    model = _load(args)  # a checkpoint problem stops here, before any file is looked at
+    files, missing = find_images(args.images)
+    for item, why in missing:
+        print(f"{item}: error: {why}", file=sys.stderr)
+    results = predict_files(model, files, topk=args.topk, attention=args.attention, batch_size=args.batch_size,
+                            progress=True) if files else []
+    bad = [r for r in results if r.error]
+    if args.out:
+        for r in bad:
+            print(format_prediction(r), file=sys.stderr)
+        out = write_predictions(results, args.out)
+        print(f"wrote {out}: {len(results) - len(bad)} image(s) classified"
+              + (f", {len(bad)} unusable (listed above, with their error in the file)" if bad else ""))
+    else:
+        for r in results:
+            print(format_prediction(r), file=sys.stderr if r.error else sys.stdout)
+    return 1 if bad or missing else 0
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="top-k classes for image files, optionally with attention-rollout overlays")
+    p = sub.add_parser("predict", help="top-k classes for image files, folders and globs, optionally with "
+                                       "attention-rollout overlays; --out preds.csv|.jsonl for many files")
     p.add_argument("ckpt", help="checkpoint: vitlab or training-run directory, HF directory, timm or official file")
-    p.add_argument("images", nargs="+", help="image files of any size and mode (resized as the checkpoint expects)")
+    p.add_argument("images", nargs="+", help="image files of any size and mode (resized as the checkpoint expects), "
+                                             "folders (searched recursively) or quoted globs ('photos/**/*.jpg')")
     p.add_argument("--topk", type=int, default=5, help="classes to show per image (default 5)")
+    p.add_argument("--out", metavar="PREDS.csv|.jsonl",
+                   help="write path, error and top-k classes with probabilities per image to this file")
+    p.add_argument("--batch-size", type=int, default=32, help="images decoded and classified at a time (default 32)")
     p.add_argument("--attention", metavar="OUT.png",
                    help="write the image with its rollout map overlaid; for several images OUT_<k>_<stem>.png each")
     p.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
@@ -140,7 +160,8 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", help="where named datasets live (else $VITLAB_DATA, then system paths)")
     p.add_argument("--size", type=int, help="image folders: resize every image to SIZE x SIZE (default: first image's)")
     p.add_argument("--on-error", default="skip", choices=("skip", "raise"), help="image folders: bad files")
-    p.add_argument("--cache", help="image folders: .npz cache of the decoded images, reused while files are unchanged")
+    p.add_argument("--cache", help="image folders: .npz cache of the decoded images, reused while files are unchanged "
+                                   "('auto': one per folder under ~/.cache/vitlab)")
     p.set_defaults(func=_data)
 
 
@@ -149,7 +170,13 @@ def _train(args: argparse.Namespace) -> int:
 
     from .train import NonFiniteLossError, load_config, train
 
-    cfg = load_config(args.config, args.overrides)
+    overrides = list(args.overrides) + ([f"data.data_dir={args.data_dir}"] if args.data_dir else [])
+    cfg = load_config(args.config, overrides)
+    if args.print_config:
+        print(cfg.to_yaml(), end="")
+        return 0
+    if not args.out:
+        raise ValueError("--out RUN_DIR is required to train (only --print-config runs without it)")
     resume = False if args.no_resume else args.resume
     try:
         result = train(cfg, args.out, resume=resume, progress=not args.no_progress)
@@ -170,8 +197,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                                    "e.g. optim.lr=3e-4 data.batch_size=128 model.depth=4. Multi-process: "
                                    "torchrun --nproc_per_node N -m vitlab train ...")
     p.add_argument("--config", help="YAML recipe (default: built-in defaults)")
-    p.add_argument("--out", required=True, help="run directory (checkpoints, metrics, plots, model/)")
+    p.add_argument("--out", help="run directory (checkpoints, metrics, plots, model/, split.json); required to train")
     p.add_argument("overrides", nargs="*", metavar="section.field=value", help="config overrides")
+    p.add_argument("--data-dir", metavar="DIR", help="where named datasets live (same as data.data_dir=DIR; "
+                                                     "else $VITLAB_DATA, then system paths)")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the full recipe (every key, defaults filled in, overrides applied) and exit")
     p.add_argument("--resume", metavar="CKPT", help="resume from this checkpoint (default: the latest in OUT/checkpoints)")
     p.add_argument("--no-resume", action="store_true", help="refuse to continue a run directory that has checkpoints")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
@@ -183,14 +214,15 @@ def _eval(args: argparse.Namespace) -> int:
 
     s = evaluate_checkpoint(args.ckpt, args.data, args.split, args.data_dir, args.batch_size, args.device, args.checkpoint)
     which = f" ({args.checkpoint} checkpoint)" if args.checkpoint else ""
-    print(format_summary(s, f"{args.ckpt}{which} on {args.data} ({args.split})"))
+    print(format_summary(s, f"{args.ckpt}{which} on {s['data']}"))
     return 0
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="top-1, top-5 and per-class accuracy of a checkpoint on a dataset")
     p.add_argument("ckpt", help="run directory, save_pretrained directory, or any checkpoint vitlab reads")
-    p.add_argument("--data", required=True, help="dataset name (fashion_mnist, cifar10, digits, ...) or path")
+    p.add_argument("--data", help="dataset name (fashion_mnist, cifar10, digits, ...) or path; default for a run "
+                                  "directory: its own data, and its held-out test images when it made them (split.json)")
     p.add_argument("--split", default="test", choices=("train", "test"))
     p.add_argument("--data-dir", help="where named datasets live (default: $VITLAB_DATA, system paths)")
     p.add_argument("--batch-size", type=int, default=1024)

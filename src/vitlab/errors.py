@@ -21,3 +21,12 @@ class UnknownOptionError(ConfigError, TypeError):
 
 class CheckpointError(VitlabError, ValueError):
     """A checkpoint that cannot be found, read or fitted to the model asked for."""
+
+
+class MissingDependencyError(VitlabError, ImportError):
+    """An optional package (e.g. scikit-learn for the `digits` data set) is not installed; the message
+    names what to pip install."""
+
+
+class NoTestSplitError(VitlabError, ValueError):
+    """A data source without a test part was asked for its test split; a held-out split is made instead."""

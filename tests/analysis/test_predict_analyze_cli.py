@@ -56,7 +56,7 @@ def test_predict_reports_bad_files_and_classifies_the_rest(tmp_path, images, cap
         block = stdout.split(str(path) + "\n")[1].splitlines()[:2]
         assert [ln.split() for ln in block] == [[f"{q:.4f}", NAMES[i]] for q, i in zip(top.values, top.indices)]
     pngs = sorted(p.name for p in out.parent.iterdir())
-    assert pngs == ["map_00_good.png", "map_03_grey.png"]  # one per readable image, position + stem
+    assert pngs == ["map_00_good.png", "map_02_grey.png"]  # one per readable image, position among found files + stem
     assert all((out.parent / n).stat().st_size > 1000 for n in pngs)
 
 

@@ -60,7 +60,7 @@ def test_eval_checkpoint_best_equals_evaluating_the_best_steps_weights(run, caps
 
     tf = EvalTransform(model.cfg.img_size, model.cfg.mean, model.cfg.std, in_chans=1)
     expected = evaluate(model, ds.images, ds.labels, tf, 512, ds.classes).summary()
-    assert evaluate_checkpoint(str(run), "digits", checkpoint="best", device="cpu") == expected
+    assert evaluate_checkpoint(str(run), "digits", checkpoint="best", device="cpu") == {**expected, "data": "digits (test)"}
     assert main(["eval", str(run), "--data", "digits", "--checkpoint", "best", "--device", "cpu"]) == 0
     assert f"top-1: {expected['top1']:.2f}%" in capsys.readouterr().out
 

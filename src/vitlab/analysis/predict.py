@@ -5,6 +5,8 @@ about one bad file stops the batch.
 """
 from __future__ import annotations
 
+import csv
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +14,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from ..data.datasets import image_to_array, load_image
 from ..data.transforms import preprocess_pil
@@ -55,11 +58,13 @@ def predict_files(
     topk: int = 5,
     attention: PathLike | None = None,
     batch_size: int = 32,
+    progress: bool = False,
 ) -> list[Prediction]:
     """Top-k classes for each image file, resized/converted/normalised as the model expects (its
     img_size, in_chans, mean, std), on the model's device (``vitlab.load_model`` reads a checkpoint).
     With ``attention``, also one PNG per image of its rollout map (see attention_png_paths).
-    Unreadable files get ``error`` set; the rest are classified."""
+    Unreadable files get ``error`` set; the rest are classified, in batches of ``batch_size`` (a
+    progress bar with ``progress`` when there is more than one batch)."""
     model.eval()
     cfg = model.cfg
     if cfg.num_classes == 0:
@@ -72,17 +77,21 @@ def predict_files(
     if pngs:
         pngs[0].parent.mkdir(parents=True, exist_ok=True)  # fail now, not after the work
     results = [Prediction(str(p), []) for p in images]
-    ready: list[tuple[int, torch.Tensor, np.ndarray | None]] = []
-    for i, p in enumerate(images):
-        try:
-            img = load_image(p)
-            x = preprocess_pil(img, cfg.img_size, cfg.mean, cfg.std, cfg.in_chans)
-            ready.append((i, x, image_to_array(img) if pngs else None))
-        except (OSError, ValueError) as e:  # FileNotFoundError is an OSError
-            results[i].error = str(e)
     dev = next(model.parameters()).device
-    for start in range(0, len(ready), batch_size):
-        chunk = ready[start : start + batch_size]
+    bar = tqdm(total=len(images), desc="predicting", unit="img", disable=not progress or len(images) <= batch_size)
+    # Decode one batch at a time: memory stays at one batch of images however many files there are.
+    for start in range(0, len(images), batch_size):
+        chunk: list[tuple[int, torch.Tensor, np.ndarray | None]] = []
+        for i in range(start, min(start + batch_size, len(images))):
+            try:
+                img = load_image(images[i])
+                x = preprocess_pil(img, cfg.img_size, cfg.mean, cfg.std, cfg.in_chans)
+                chunk.append((i, x, image_to_array(img) if pngs else None))
+            except (OSError, ValueError) as e:  # FileNotFoundError is an OSError
+                results[i].error = str(e)
+        bar.update(min(batch_size, len(images) - start))
+        if not chunk:
+            continue
         x = torch.stack([c[1] for c in chunk]).to(dev)
         if pngs:
             logits, attns, grid = collect_attention(model, x)
@@ -96,7 +105,33 @@ def predict_files(
             if pngs:
                 title = f"{Path(res.path).name}: {res.top[0][0]} ({res.top[0][1]:.2f})"
                 res.attention_png = str(plot_rollout([arr], maps[j : j + 1], pngs[i], titles=[title]))
+    bar.close()
     return results
+
+
+def write_predictions(results: Sequence[Prediction], out: PathLike) -> Path:
+    """Write predictions as .csv (path, error, class_1, prob_1, ... class_k, prob_k) or .jsonl (one
+    {"path", "top": [{"class", "prob"}], "error"} object per line); unusable files keep their row with
+    the error, so the output lines up with the input list."""
+    out = Path(out)
+    kind = out.suffix.lower()
+    if kind not in (".csv", ".jsonl"):
+        raise ValueError(f"--out {out}: the file name must end in .csv or .jsonl")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    k = max((len(r.top) for r in results), default=0)
+    with open(out, "w", newline="") as f:
+        if kind == ".jsonl":
+            for r in results:
+                rec = {"path": r.path, "top": [{"class": c, "prob": q} for c, q in r.top], "error": r.error}
+                if r.attention_png:
+                    rec["attention_png"] = r.attention_png
+                f.write(json.dumps(rec) + "\n")
+        else:
+            w = csv.writer(f)
+            w.writerow(["path", "error"] + [f"{h}_{i}" for i in range(1, k + 1) for h in ("class", "prob")])
+            for r in results:
+                w.writerow([r.path, r.error or ""] + [v for c, q in r.top for v in (c, f"{q:.6f}")])
+    return out
 
 
 def format_prediction(p: Prediction) -> str:

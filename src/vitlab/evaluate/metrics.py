@@ -103,7 +103,7 @@ def format_summary(s: dict[str, Any], title: str = "") -> str:
 
 def evaluate_checkpoint(
     ckpt: str,
-    data: str,
+    data: str | None,
     split: str = "test",
     data_dir: str | None = None,
     batch_size: int = 1024,
@@ -112,20 +112,22 @@ def evaluate_checkpoint(
 ) -> dict[str, Any]:
     """Top-1 / top-5 / per-class accuracy of a checkpoint on a dataset, preprocessed as the checkpoint's
     config says (img_size, mean, std, in_chans). ``ckpt`` and ``checkpoint`` as for ``vitlab.load_model``
-    (e.g. a run directory and ``"best"``)."""
-    from ..data import EvalTransform, open_dataset
+    (e.g. a run directory and ``"best"``). A run directory that held out its test set is evaluated on
+    exactly those images (``data`` None or the run's source; see vitlab.data.splits.open_eval_data)."""
+    from ..data import EvalTransform
+    from ..data.splits import open_eval_data
     from ..utils.device import pick_device
     from ..weights import load_model
 
     model = load_model(ckpt, checkpoint).to(pick_device(device))
-    ds = open_dataset(data, split, data_dir)
+    ds, what = open_eval_data(ckpt, data, split, data_dir)
     cfg = model.cfg
     names = list(cfg.class_names) if cfg.class_names else list(ds.classes)
     if cfg.num_classes != ds.num_classes:
-        raise ValueError(f"{ckpt} predicts {cfg.num_classes} classes but {data} ({split}) has {ds.num_classes}")
+        raise ValueError(f"{ckpt} predicts {cfg.num_classes} classes but {what} has {ds.num_classes}")
     if cfg.class_names and list(cfg.class_names) != list(ds.classes):
         raise ValueError(f"class names differ: checkpoint {list(cfg.class_names)[:5]}..., data {ds.classes[:5]}...; "
                          "evaluate on the dataset the model was trained for")
     tf = EvalTransform(cfg.img_size, cfg.mean, cfg.std, in_chans=cfg.in_chans)
     counts = evaluate(model, ds.images, ds.labels, tf, batch_size, names)
-    return counts.summary()
+    return {**counts.summary(), "data": what}

@@ -48,23 +48,23 @@ class ViTConfig(ConfigDict):
     classifier: str = "token"  # "token": class token; "gap": global average pool, no class token
     pos_embed: str = "learn"  # "learn" (1-D, paper default), "learn2d", "sincos", "none"
     representation_size: int | None = None  # pre-logits Dense + tanh (ImageNet-21k pretraining)
-    drop_rate: float = 0.0
-    attn_drop_rate: float = 0.0
-    drop_path_rate: float = 0.0
+    drop_rate: float = 0.0  # dropout after dense layers and the position embeddings
+    attn_drop_rate: float = 0.0  # dropout on the attention probabilities
+    drop_path_rate: float = 0.0  # stochastic depth, rising linearly to this rate in the last block
     patch_drop_rate: float = 0.0  # training only: drop this share of patch tokens (PatchDropout, timm's name)
-    act: str = "gelu_tanh"
-    norm_eps: float = 1e-6
+    act: str = "gelu_tanh"  # MLP activation: "gelu_tanh" (official checkpoints), "gelu" (exact: timm, HF), "relu"
+    norm_eps: float = 1e-6  # LayerNorm epsilon (official 1e-6; HF configs may say 1e-12)
     head_bias_init: float = 0.0  # the official pretraining head uses -10 with sigmoid cross-entropy
     dynamic_img_size: bool = False  # accept any input size that is a multiple of the patch
     pos_resample: str = "official"  # method for set_input_size / dynamic sizes (see pos_embed.py)
     # ResNet hybrid (section 3.1 "Hybrid Architecture"): stage depths of a BiT ResNet whose feature
     # map is cut into patch_size x patch_size patches (1 for the paper's hybrids). None: plain ViT.
     backbone_layers: tuple[int, ...] | None = None
-    backbone_width: int = 1
+    backbone_width: int = 1  # hybrid ResNet width multiplier
     # Metadata that travels with the weights: what the inputs must look like and what outputs mean.
-    mean: tuple[float, ...] = (0.5, 0.5, 0.5)
+    mean: tuple[float, ...] = (0.5, 0.5, 0.5)  # input normalisation (x/255 - mean) / std, per channel
     std: tuple[float, ...] = (0.5, 0.5, 0.5)
-    class_names: tuple[str, ...] | None = None
+    class_names: tuple[str, ...] | None = None  # what each output means; set by training
 
     def __post_init__(self) -> None:
         self.img_size = to_2tuple(self.img_size, "img_size")

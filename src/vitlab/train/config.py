@@ -26,21 +26,25 @@ class DataConfig:
     dataset: str = "fashion_mnist"  # a name (fashion_mnist, mnist, cifar10, digits, ...) or a path
     data_dir: str | None = None  # where named datasets live (else $VITLAB_DATA, system paths)
     dev_fraction: float = 0.0  # > 0: hold out this share of train for per-epoch eval and "best"; 0: use test
+    test_fraction: float = 0.2  # sources without a test split: share held out as the test set (RUN/split.json)
+    image_size: int | None = None  # image folders: decode every image to this square size (None: model.img_size, else the first image's)
+    cache: str | None = None  # image folders: decoded-image cache, a .npz path or "auto" (~/.cache/vitlab); null: none
+    on_error: str = "skip"  # image folders: unusable files are listed and skipped (skip) or stop the run (raise)
     train_limit: int | None = None  # use only the first N training images (quick experiments, tests)
     batch_size: int = 256  # global batch per optimizer step (all processes and accumulation steps together)
     accum_steps: int = 1  # gradient accumulation: batch_size = accum_steps x processes x micro-batch
-    eval_batch_size: int = 1024
+    eval_batch_size: int = 1024  # images per forward pass when evaluating (memory only; results do not change)
     normalize: str | None = None  # NORMALIZE preset; None keeps the model's mean/std (e.g. [-1, 1] of official weights)
     crop_scale: tuple[float, float] = (0.08, 1.0)  # Inception crop area range (paper: 0.05-1)
-    crop_ratio: tuple[float, float] = (0.75, 1.3333333)
-    flip: bool = True
+    crop_ratio: tuple[float, float] = (0.75, 1.3333333)  # Inception crop aspect-ratio range
+    flip: bool = True  # random horizontal flip
     randaugment: tuple[int, int] | None = None  # (num_ops, magnitude 0-10)
-    random_erasing: float = 0.0
-    mixup_alpha: float = 0.0
-    cutmix_alpha: float = 0.0
-    mixup_prob: float = 1.0
-    mixup_switch_prob: float = 0.5
-    label_smoothing: float = 0.0
+    random_erasing: float = 0.0  # probability of erasing a random rectangle per image
+    mixup_alpha: float = 0.0  # mixup Beta(alpha, alpha); 0: off
+    cutmix_alpha: float = 0.0  # CutMix Beta(alpha, alpha); 0: off
+    mixup_prob: float = 1.0  # share of batches mixed when mixup or CutMix is on
+    mixup_switch_prob: float = 0.5  # with both on: chance of CutMix instead of mixup
+    label_smoothing: float = 0.0  # share of the target spread evenly over all classes
     eval_crop_pct: float | None = None  # None: plain resize (the paper's test preprocessing)
 
 
@@ -49,8 +53,8 @@ class ModelSection:
     """``name`` from the registry (or None to take the architecture from ``weights``), ``weights`` to
     start from (any format vitlab reads), and ViTConfig fields in ``options`` (flat in the YAML)."""
 
-    name: str | None = "vit_mnist"
-    weights: str | None = None
+    name: str | None = "vit_mnist"  # a registered model (docs/reference/models.md); null: the architecture of weights
+    weights: str | None = None  # checkpoint to start from, any format vitlab reads (fine-tuning)
     reset_head: bool = False  # fine-tuning: new zero-initialised head, pre-logits dropped (paper, sec. 3.2)
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -137,6 +141,11 @@ class Config:
         _choice("schedule.decay", s.decay, ("cosine", "linear", "constant"))
         _choice("train.precision", r.precision, ("auto", "fp32", "bf16"))
         _choice("train.objective", r.objective, ("classify", "masked_patch"))
+        _choice("data.on_error", d.on_error, ("skip", "raise"))
+        if not 0 < d.test_fraction < 1:
+            raise ValueError(f"data.test_fraction={d.test_fraction} must be in (0, 1)")
+        if d.image_size is not None and d.image_size < 1:
+            raise ValueError(f"data.image_size={d.image_size} must be >= 1 (or null)")
         if r.objective == "masked_patch" and (d.mixup_alpha or d.cutmix_alpha or d.label_smoothing or o.layer_decay):
             raise ValueError("train.objective=masked_patch predicts patch colours, not labels: set data.mixup_alpha, "
                              "data.cutmix_alpha and data.label_smoothing to 0 and optim.layer_decay to null")

@@ -28,11 +28,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..data import EvalTransform, Mixup, TrainTransform, get_normalize, open_dataset, train_dev_split
+from ..data import EvalTransform, Mixup, TrainTransform, get_normalize, train_dev_split
+from ..data.splits import open_run_data
 from ..evaluate.metrics import EvalCounts, evaluate
 from . import distributed as dd
 from .checkpoint import latest_checkpoint, load_checkpoint, remove_partial, save_checkpoint
 from .config import Config, config_from_dict, model_options
+from .fit import check_channels, fit_model_options
 from .optim import ModelEMA, build_optimizer, cycle_lr, set_lr
 
 
@@ -50,13 +52,14 @@ class TrainResult:
     final: dict[str, Any] | None = None  # final.json when the run completed
 
 
-def build_model(cfg: Config, classes: list[str]) -> nn.Module:
+def build_model(cfg: Config, classes: list[str], options: dict[str, Any] | None = None) -> nn.Module:
     """The configured model, with its head sized for ``classes`` and the preprocessing metadata set
-    (headless, ``num_classes=0``, for ``train.objective=masked_patch``)."""
+    (headless, ``num_classes=0``, for ``train.objective=masked_patch``). ``options``: ViTConfig fields
+    (default: the recipe's model section; the trainer passes them completed from the data)."""
     from ..api import create_model
     from ..weights import load_model
 
-    m, opts = cfg.model, model_options(cfg)
+    m, opts = cfg.model, dict(model_options(cfg) if options is None else options)
     n = 0 if cfg.train.objective == "masked_patch" else len(classes)
     opts.setdefault("num_classes", n)
     model = create_model(m.name, weights=m.weights, **opts) if m.name else load_model(m.weights, **opts)
@@ -90,10 +93,13 @@ class Trainer:
         self.device = d.device
         self.bf16 = r.precision == "bf16" or (r.precision == "auto" and self.device.type == "cuda")
 
-        train = open_dataset(data.dataset, "train", data.data_dir)
+        run_data = open_run_data(data.dataset, self.run_dir, data.test_fraction, r.seed, data.data_dir,
+                                 size=data.image_size or model_options(cfg).get("img_size"), on_error=data.on_error,
+                                 cache=data.cache, write=d.main)
+        train, self.test, self.test_name = run_data.train, run_data.test, run_data.test_name
+        self.data_notes = run_data.notes
         if data.train_limit:
             train = train.subset(torch.arange(min(data.train_limit, len(train))))
-        self.test = open_dataset(data.dataset, "test", data.data_dir)
         if data.dev_fraction > 0:
             train, self.eval_set = train_dev_split(train, data.dev_fraction, seed=r.seed)
             self.eval_name = "dev"
@@ -101,7 +107,11 @@ class Trainer:
             self.eval_set, self.eval_name = self.test, "test"
         self.classes = list(train.classes)
 
-        self.model = build_model(cfg, self.classes).to(self.device)
+        options, note = fit_model_options(data.dataset, train, model_options(cfg), cfg.model.name)
+        if note:
+            self.data_notes.append(note)
+        self.model = build_model(cfg, self.classes, options).to(self.device)
+        check_channels(self.model.cfg.in_chans, train, data.dataset, cfg.model.weights or cfg.model.name)
         self.model.set_grad_checkpointing(r.grad_checkpointing)
         mc = self.model.cfg
         self.train_tf = TrainTransform(mc.img_size, data.crop_scale, data.crop_ratio, data.flip, mc.mean, mc.std,
@@ -382,6 +392,8 @@ class Trainer:
         log = RunLogger(self.run_dir, self.step, enabled=self.d.main, tensorboard=True)
         if self.d.main:
             (self.run_dir / "config.yaml").write_text(self.cfg.to_yaml())
+            for note in self.data_notes:
+                log.info(note)
             log.info(self._banner(resumed))
         old_handlers = self._install_signals()
         bar = log.progress(self.total_steps, self.step, self.progress)
@@ -461,15 +473,15 @@ class Trainer:
                   "wall_time_s_this_process": wall, "processes": self.d.world, "device": str(self.device),
                   "ema": self.ema is not None}
         if self.masked is None:
-            final = {"objective": "classify", "split": "test", "top1": s["top1"], "top5": s["top5"], "loss": s["loss"],
+            final = {"objective": "classify", "split": self.test_name, "top1": s["top1"], "top5": s["top5"], "loss": s["loss"],
                      "per_class": s["per_class"], "n": s["n"], "best_" + self.eval_name + "_top1": self.best,
                      **common, "confusion": s["confusion"]}
-            result = f"test top-1 {s['top1']:.2f}% top-5 {s['top5']:.2f}%"
+            result = f"{self.test_name} top-1 {s['top1']:.2f}% top-5 {s['top5']:.2f}%"
         else:
-            final = {"objective": "masked_patch", "split": "test", "masked_acc": s["masked_acc"],
+            final = {"objective": "masked_patch", "split": self.test_name, "masked_acc": s["masked_acc"],
                      "masked_loss": s["masked_loss"], "n": s["n"], "best_" + self.eval_name + "_masked_acc": self.best,
                      **common}
-            result = f"test masked-patch accuracy {s['masked_acc']:.2f}% loss {s['masked_loss']:.4f}"
+            result = f"{self.test_name} masked-patch accuracy {s['masked_acc']:.2f}% loss {s['masked_loss']:.4f}"
         write_outputs(self.run_dir, self.cfg, final, self.classes)
         log.info(f"done: {result} in {self.train_time / 60:.1f} min of training; wrote {self.run_dir}/model, "
                  "final.json, report.md, plots")
@@ -480,7 +492,8 @@ class Trainer:
         c = self.cfg
         return (f"{'resuming from ' + str(resumed) + ' at step ' + str(self.step) if resumed else 'training'}: "
                 f"{c.model.name or c.model.weights} ({n / 1e6:.2f}M params) on {c.data.dataset} "
-                f"({len(self.labels)} train / {len(self.eval_set)} {self.eval_name}), {self.total_steps} steps "
+                f"({len(self.labels)} train / {len(self.eval_set)} "
+                f"{self.test_name if self.eval_name == 'test' else self.eval_name}), {self.total_steps} steps "
                 f"x batch {c.data.batch_size} ({self.d.world} process(es) x {c.data.accum_steps} accumulation x "
                 f"{self.micro}), {self.device}{' bf16' if self.bf16 else ' fp32'}, {torch.get_num_threads()} threads")
 

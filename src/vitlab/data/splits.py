@@ -1,0 +1,202 @@
+"""Train and test sets for a run, honest when the source has no test part.
+
+A flat class folder, a folder with only train/, or an .npz without x_test/y_test has no test images.
+Evaluating on the training images would report memorisation as accuracy, so a run holds out a
+stratified, seeded share of the source instead and writes which images it held out to RUN/split.json
+(relative file paths for folders, row indices for arrays). Resuming the run and `vitlab eval RUN`
+read that file back, so the held-out images stay the same ones for the life of the run, even when
+files are added to the folder later (new files are never counted as test images).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from ..utils.size import to_2tuple
+from .datasets import NAMED_DATASETS, ImageDataset, has_test_split, holdout_mask, open_dataset
+
+PathLike = str | os.PathLike
+SPLIT_FILE = "split.json"
+
+
+@dataclass
+class RunData:
+    """What a run trains and tests on, and the lines that tell the user where the test images came from."""
+
+    train: ImageDataset
+    test: ImageDataset
+    held_out: bool  # True: `test` is a share of the source held out by this run (see RUN/split.json)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def test_name(self) -> str:
+        return "held-out test" if self.held_out else "test"
+
+
+def _source(spec: str) -> str:
+    """Named datasets as given, paths made absolute so `vitlab eval RUN` finds them from any directory."""
+    return spec if spec.lower().replace("-", "_") in NAMED_DATASETS else str(Path(spec).expanduser().resolve())
+
+
+def open_run_data(
+    spec: str,
+    run_dir: PathLike,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    data_dir: PathLike | None = None,
+    size: int | tuple[int, int] | None = None,
+    on_error: Literal["skip", "raise"] = "skip",
+    cache: PathLike | None = None,
+    write: bool = True,
+) -> RunData:
+    """The source's own train/test split, or (no test part) a held-out `test_fraction` of it, stratified
+    by class and seeded; the held-out list is saved to RUN/split.json (when `write`) and reused from it.
+    `size`, `on_error`, `cache` apply to image folders (see load_image_folder)."""
+    opts = {"size": size, "on_error": on_error, "cache": cache}
+    if has_test_split(spec, data_dir):
+        train = open_dataset(spec, "train", data_dir, **opts)
+        if size is None and train.paths is not None:  # test folder at the size the train folder got
+            opts["size"] = train.image_size
+        if cache not in (None, "auto"):  # one cache file per folder ("auto" names them by folder already)
+            opts["cache"] = Path(cache).with_name(Path(cache).stem + "-test.npz")
+        test = open_dataset(spec, "test", data_dir, **opts)
+        return RunData(train, test, False,
+                       [f"test set: the source's own test split ({len(test)} images)", *_resize_note(train, size)])
+    full = open_dataset(spec, "train", data_dir, **opts)
+    path = Path(run_dir) / SPLIT_FILE
+    if path.is_file():
+        saved = read_split(path)
+        mask, missing = _saved_mask(full, saved, path)
+        if write:  # the same images; how they are read follows this start's settings (e.g. a new data.image_size)
+            _write_json(path, {**saved, **_read_settings(full, data_dir, on_error)})
+        note = (f"test set: {int(mask.sum())} images held out of {spec} when the run started, read back from {path}"
+                + (f" ({len(missing)} of them are no longer readable)" if missing else ""))
+    else:
+        mask = holdout_mask(full, test_fraction, seed, "data.test_fraction")
+        note = (f"test set: {spec} has no test split (no test/, val/, valid/ or validation/ folder, no x_test "
+                f"array), so {int(mask.sum())} of its {len(full)} images ({test_fraction:.0%}, stratified, "
+                f"seed {seed}; data.test_fraction) are held out and never trained on; list in {path}")
+        if write:
+            write_split(path, spec, full, mask, test_fraction, seed, data_dir, size, on_error)
+    return RunData(full.subset(~mask), full.subset(mask), True, [note, *_resize_note(full, size)])
+
+
+def _resize_note(ds: ImageDataset, size: Any) -> list[str]:
+    """The resize policy of an image folder, stated (nothing for other sources)."""
+    if ds.paths is None:
+        return []
+    h, w = ds.image_size
+    why = "data.image_size or model.img_size" if size else "the first image's size; set data.image_size to choose"
+    return [f"images: each resized to {h}x{w} (bicubic, aspect ratio not kept; {why})"]
+
+
+def write_split(path: Path, spec: str, full: ImageDataset, mask: torch.Tensor, fraction: float, seed: int,
+                data_dir: PathLike | None, size: Any, on_error: str) -> None:
+    """RUN/split.json: the source, how it was read, and which of its images are held out."""
+    rows = mask.nonzero().flatten().tolist()
+    record: dict[str, Any] = {
+        "source": _source(spec), **_read_settings(full, data_dir, on_error),
+        "test_fraction": fraction, "seed": seed, "n_source": len(full), "n_test": len(rows),
+    }
+    if full.paths is not None:
+        record["test_files"] = [full.paths[i] for i in rows]
+    else:
+        record["test_rows"] = rows
+    _write_json(path, record)
+
+
+def _read_settings(full: ImageDataset, data_dir: PathLike | None, on_error: str) -> dict[str, Any]:
+    """How the source was read, so `vitlab eval RUN` decodes the held-out images as training did."""
+    return {"data_dir": str(data_dir) if data_dir else None,
+            "image_size": list(full.image_size) if full.paths is not None else None, "on_error": on_error}
+
+
+def _write_json(path: Path, record: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def read_split(path: PathLike) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read the held-out split {path}: {e}") from e
+    if not isinstance(record, dict) or "source" not in record or not ({"test_files", "test_rows"} & set(record)):
+        raise ValueError(f"{path} is not a vitlab split file (needs 'source' and 'test_files' or 'test_rows')")
+    return record
+
+
+def _saved_mask(full: ImageDataset, saved: dict[str, Any], where: Path) -> tuple[torch.Tensor, list[str]]:
+    """The held-out rows of `full` named in a split file, and the saved names no longer found in it."""
+    if "test_files" in saved:
+        if full.paths is None:
+            raise ValueError(f"{where} lists image files but the data source is not an image folder")
+        wanted = set(saved["test_files"])
+        mask = torch.tensor([p in wanted for p in full.paths], dtype=torch.bool)
+        missing = sorted(wanted - set(full.paths))
+        return mask, missing
+    if len(full) != saved.get("n_source"):
+        raise ValueError(f"{where} was made for {saved.get('n_source')} images but {saved['source']} now holds "
+                         f"{len(full)}: the rows it lists would be other images; start a new run")
+    mask = torch.zeros(len(full), dtype=torch.bool)
+    mask[torch.tensor(saved["test_rows"], dtype=torch.int64)] = True
+    return mask, []
+
+
+def open_heldout(run_dir: PathLike, split: Literal["train", "test"] = "test") -> tuple[ImageDataset, str]:
+    """The held-out test images (or the rest, for "train") of a run whose RUN/split.json exists, read the
+    way the run read them; returns (dataset, description for titles)."""
+    path = Path(run_dir) / SPLIT_FILE
+    saved = read_split(path)
+    size = to_2tuple(saved["image_size"]) if saved.get("image_size") else None
+    full = open_dataset(saved["source"], "train", saved.get("data_dir"), size=size,
+                        on_error=saved.get("on_error", "skip"))
+    mask, missing = _saved_mask(full, saved, path)
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        print(f"note: {len(missing)} held-out file(s) listed in {path} are missing or unreadable now: {shown}")
+    chosen = mask if split == "test" else ~mask
+    what = "held-out test images" if split == "test" else "training images (all but the held-out ones)"
+    return full.subset(chosen), f"{int(chosen.sum())} {what} of {saved['source']} listed in {path}"
+
+
+def run_split_file(ckpt: PathLike) -> Path | None:
+    """RUN/split.json when `ckpt` is a run directory (or a file/folder inside one) that held out a test set."""
+    p = Path(ckpt)
+    for d in (p, p.parent, p.parent.parent):
+        if (d / SPLIT_FILE).is_file():
+            return d / SPLIT_FILE
+    return None
+
+
+def open_eval_data(ckpt: PathLike, data: str | None, split: Literal["train", "test"] = "test",
+                   data_dir: PathLike | None = None) -> tuple[ImageDataset, str]:
+    """The images to evaluate `ckpt` on, and their description. For a run that held out its test set
+    (RUN/split.json) and `data` None or the run's own source, exactly the held-out images; `data` None
+    on another run directory means the run's data set (RUN/config.yaml); otherwise `data` at `split`."""
+    split_file = run_split_file(ckpt)
+    if split_file is not None and (data is None or _source(data) == read_split(split_file)["source"]):
+        return open_heldout(split_file.parent, split)
+    if data is None:
+        data, data_dir = _run_dataset(ckpt, data_dir)
+    return open_dataset(data, split, data_dir), f"{data} ({split})"
+
+
+def _run_dataset(ckpt: PathLike, data_dir: PathLike | None) -> tuple[str, PathLike | None]:
+    import yaml
+
+    p = Path(ckpt)
+    for d in (p, p.parent, p.parent.parent):
+        if (d / "config.yaml").is_file() and (d / "checkpoints").is_dir():
+            section = (yaml.safe_load((d / "config.yaml").read_text()) or {}).get("data") or {}
+            if section.get("dataset"):
+                return section["dataset"], data_dir or section.get("data_dir")
+    raise ValueError(f"pass --data: {ckpt} is not inside a training run directory that names its data set")
