@@ -67,17 +67,17 @@ def test_finetune_from_checkpoint_at_higher_resolution(tmp_path, tiny):
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys, tiny):
-    from vitlab.train import loop
+    from vitlab.train import objectives
 
     calls = {"n": 0}
-    real = loop._loss
+    real = objectives.soft_target_xent
 
     def exploding(logits, target, kind):
         calls["n"] += 1
         loss = real(logits, target, kind)
         return loss * float("nan") if calls["n"] > 5 else loss  # step 5 (0-based) goes bad
 
-    monkeypatch.setattr(loop, "_loss", exploding)
+    monkeypatch.setattr(objectives, "soft_target_xent", exploding)
     argv = ["train", "--out", str(tmp_path), "--no-progress", *tiny, "schedule.epochs=2", "train.ckpt_every_steps=2"]
     assert cli.main(argv) == 3
     err = capsys.readouterr().err

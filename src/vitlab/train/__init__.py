@@ -2,7 +2,8 @@
 (single process or torchrun/DDP), and the run directory's outputs (report)."""
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import Config, DataConfig, ModelSection, OptimConfig, RunConfig, ScheduleConfig, load_config
-from .loop import NonFiniteLossError, TrainResult, build_model, train
+from .loop import NonFiniteLossError, TrainResult, train
+from .setup import build_model
 from .optim import ModelEMA, build_optimizer, lr_factor, param_groups
 
 __all__ = [

@@ -41,7 +41,7 @@ def setup(device: str) -> Dist:
     return Dist(rank, world, local_rank, local_world, dev)
 
 
-def teardown() -> None:
+def teardown(d: Dist) -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
 

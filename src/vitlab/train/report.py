@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config
+from .objectives import OBJECTIVES
 from .runlog import read_metrics
 
 
@@ -77,23 +78,14 @@ def render_report(cfg: Config, final: dict[str, Any], records: list[dict[str, An
     m, o, s, d = cfg.model, cfg.optim, cfg.schedule, cfg.data
     opts = ", ".join(f"{k}={v}" for k, v in m.options.items())
     speed = [r["img_per_s"] for r in records if r.get("img_per_s")]
-    masked = final.get("objective") == "masked_patch"
+    objective = OBJECTIVES[final["objective"]]
     split = "dev" if d.dev_fraction else "test"
-    if masked:
-        metrics = [f"| test masked-patch accuracy | {final['masked_acc']:.2f}% |",
-                   f"| test masked-patch loss | {final['masked_loss']:.4f} |",
-                   f"| best per-epoch {split} masked-patch accuracy | {final[f'best_{split}_masked_acc']:.2f}% |"]
-    else:
-        metrics = [f"| test top-1 | {final['top1']:.2f}% |", f"| test top-5 | {final['top5']:.2f}% |",
-                   f"| test loss | {final['loss']:.4f} |",
-                   f"| best per-epoch {split} top-1 | {final[f'best_{split}_top1']:.2f}% |"]
     lines = [
-        f"# Training report: {m.name or m.weights} on {d.dataset}"
-        + (" (masked patch prediction, self-supervised)" if masked else ""),
+        f"# Training report: {m.name or m.weights} on {d.dataset}{objective.title}",
         "",
         "| metric | value |",
         "|---|---|",
-        *metrics,
+        *objective.report_rows(final, split),
         f"| steps / epochs | {final['steps']} / {final['epochs']:.2f} |",
         f"| training time | {final['train_time_s'] / 60:.1f} min ({final['processes']} process(es), {final['device']}) |",
         f"| throughput (median) | {sorted(speed)[len(speed) // 2] if speed else 0:.0f} images/s |",
@@ -106,20 +98,7 @@ def render_report(cfg: Config, final: dict[str, Any], records: list[dict[str, An
         f"mixup {d.mixup_alpha} / cutmix {d.cutmix_alpha}, label smoothing {d.label_smoothing}, "
         f"random erasing {d.random_erasing}.",
         "",
-        *(["Pretext task: predict the 3-bit mean colour of each corrupted patch (paper appendix B.1.2). "
-            "`model/` is the encoder alone: fine-tune it with `model.weights=<this run>/model`.", "",
-            "![curves](curves.png)", ""] if masked else [
-            "## Per-class test accuracy",
-            "",
-            "| class | top-1 |",
-            "|---|---|",
-            *[f"| {c} | {a:.2f}% |" for c, a in final["per_class"].items()],
-            "",
-            "![curves](curves.png)",
-            "",
-            "![confusion](confusion.png)",
-            "",
-        ]),
+        *objective.report_body(final),
         "Files: `model/` (save_pretrained: config.json + model.safetensors), `config.yaml` (resolved recipe), "
         "`metrics.jsonl`, `tb/` (TensorBoard), `checkpoints/` (last-k + best.pt), `final.json`.",
         "",

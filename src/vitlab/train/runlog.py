@@ -56,6 +56,12 @@ class RunLogger:
         return tqdm(total=total, initial=initial, disable=not (self.enabled and show), unit="step",
                     dynamic_ncols=True, mininterval=1.0)
 
+    def __enter__(self) -> RunLogger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         if self.file is not None:
             self.file.close()
