@@ -3,12 +3,12 @@ import pytest
 import torch
 
 import vitlab
-from vitlab.train.config import OptimConfig, ScheduleConfig
+from vitlab.train.config import OptimSection, ScheduleSection
 from vitlab.train.optim import ModelEMA, build_optimizer, lr_factor, param_groups
 
 
 def test_warmup_then_cosine_or_linear():
-    cos, lin = ScheduleConfig(decay="cosine"), ScheduleConfig(decay="linear", min_lr_ratio=0.1)
+    cos, lin = ScheduleSection(decay="cosine"), ScheduleSection(decay="linear", min_lr_ratio=0.1)
     assert [lr_factor(s, 10, 4, cos) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
     assert lr_factor(4, 10, 4, cos) == 1.0 and lr_factor(7, 10, 4, cos) == pytest.approx(0.5)
     assert lr_factor(10, 10, 4, cos) == pytest.approx(0.0, abs=1e-12)
@@ -26,7 +26,7 @@ def test_param_groups_and_layer_decay():
     assert by_param[id(named["patch_embed.proj.weight"])]["lr_scale"] == 0.5 ** 3
     assert by_param[id(named["blocks.1.mlp.fc1.weight"])]["lr_scale"] == 0.5
     assert by_param[id(named["head.weight"])]["lr_scale"] == 1.0
-    opt = build_optimizer(model, OptimConfig(name="sgd", lr=0.1, weight_decay=0.0))
+    opt = build_optimizer(model, OptimSection(name="sgd", lr=0.1, weight_decay=0.0))
     assert isinstance(opt, torch.optim.SGD) and opt.defaults["momentum"] == 0.9
 
 

@@ -6,7 +6,7 @@ from safetensors.torch import load_file
 
 from vitlab.train import load_checkpoint, load_config, train
 from vitlab.train.checkpoint import step_checkpoints
-from vitlab.train.config import ScheduleConfig
+from vitlab.train.config import ScheduleSection
 from vitlab.train.optim import cycle_lr
 from vitlab.train.runlog import read_metrics
 
@@ -17,7 +17,7 @@ STAGES = ["schedule.epochs=3", "train.ckpt_every_steps=3", "train.keep_last=50",
 
 
 def test_cycle_lr_restarts_at_stage_boundaries():
-    cfg = ScheduleConfig(decay="linear")
+    cfg = ScheduleSection(decay="linear")
     cycles = [(0, 1.0, 2), (10, 0.5, 0)]
     assert [cycle_lr(s, cycles, 20, cfg) for s in (0, 1)] == [0.5, 1.0]  # warmup
     assert cycle_lr(9, cycles, 20, cfg) == pytest.approx(1.0 * (1 - 7 / 8))  # first cycle ends at step 10

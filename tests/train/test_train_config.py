@@ -72,3 +72,36 @@ def test_unknown_keys_list_valid_ones():
 def test_missing_config_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="configs/fmnist.yaml"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_resnet_recipe_keys_are_checked_against_resnet_config(tiny, tmp_path):
+    from vitlab.train import build_model, train
+
+    keys = ["model.name=resnet26", "model.width=0.5", "model.layers=[1, 1]", "model.img_size=8", "model.in_chans=1"]
+    cfg = load_config(None, tiny[:4] + keys)
+    model = build_model(cfg, [str(i) for i in range(10)])
+    assert model.cfg.width == 0.5 and model.cfg.layers == (1, 1) and model.cfg.num_classes == 10
+    assert model.stem.conv.out_channels == 32  # int(64 x width): the width reached the network
+    result = train(load_config(None, tiny[:4] + keys + ["schedule.steps=1", "train.threads=1"]), tmp_path, progress=False)
+    assert result.final["objective"] == "classify" and (tmp_path / "model" / "model.safetensors").is_file()
+    with pytest.raises(KeyError, match="not a field of ResNetConfig, the config class of model.name=resnet26") as e:
+        load_config(None, keys + ["model.depth=4"])
+    assert "model.width" in str(e.value) and "model.layers" in str(e.value) and "model.embed_dim" not in str(e.value)
+    # the order does not matter: a ViT key before model.name of a ResNet is still refused
+    with pytest.raises(KeyError, match="ResNetConfig"):
+        load_config(None, ["model.patch_size=2", "model.name=resnet50"])
+    with pytest.raises(ValueError, match="model.layers: expected a list"):
+        load_config(None, ["model.name=resnet26", "model.layers=3"])
+
+
+def test_setting_steps_or_epochs_replaces_the_other():
+    cfg = load_config(CONFIGS / "fmnist.yaml", ["schedule.steps=5"])  # the recipe sets epochs: 18
+    assert (cfg.schedule.steps, cfg.schedule.epochs) == (5, None)
+    cfg = load_config(CONFIGS / "fmnist.yaml", ["schedule.steps=5", "schedule.epochs=2"])
+    assert (cfg.schedule.steps, cfg.schedule.epochs) == (None, 2)
+    from vitlab.train.config import config_from_dict
+
+    both = config_from_dict({"schedule": {"steps": 7, "epochs": 3}})  # a file with both: steps wins
+    assert (both.schedule.steps, both.schedule.epochs) == (7, None)
+    with pytest.raises(ValueError, match="set schedule.epochs >= 1 or schedule.steps"):
+        load_config(CONFIGS / "fmnist.yaml", ["schedule.epochs=null"])

@@ -4,7 +4,12 @@ A recipe is one YAML file with the sections below; every field can be overridden
 line (``vitlab train --config X.yaml optim.lr=3e-4 data.batch_size=128``). Values are parsed as YAML
 and checked against the field's type, so ``optim.lr=abc`` or ``optim.nesterov=3`` fail with a message
 naming the field; an unknown key fails with the list of valid ones. The ``model`` section takes the
-registry name plus any ``vitlab.ViTConfig`` field (``model.depth=4``, ``model.drop_path_rate=0.1``).
+registry name plus any field of that model's config class: ``ViTConfig`` for ViTs and hybrids
+(``model.depth=4``, ``model.drop_path_rate=0.1``), ``ResNetConfig`` for the BiT ResNets
+(``model.width=0.5``, ``model.layers=[2,2,2,2]``).
+
+The classes are named after the recipe section they hold (``data:`` -> ``DataSection``, ..., ``train:``
+-> ``TrainSection``); ``...Config`` names belong to the model architectures and to ``Config``, the whole recipe.
 """
 from __future__ import annotations
 
@@ -18,11 +23,11 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
-from ..models.vit import ViTConfig
+from ..models import ResNetConfig, ViTConfig, get_config, list_models
 
 
 @dataclass
-class DataConfig:
+class DataSection:
     dataset: str = "fashion_mnist"  # a name (fashion_mnist, mnist, cifar10, digits, ...) or a path
     data_dir: str | None = None  # where named datasets live (else $VITLAB_DATA, system paths)
     dev_fraction: float = 0.0  # > 0: hold out this share of train for per-epoch eval and "best"; 0: use test
@@ -51,7 +56,8 @@ class DataConfig:
 @dataclass
 class ModelSection:
     """``name`` from the registry (or None to take the architecture from ``weights``), ``weights`` to
-    start from (any format vitlab reads), and ViTConfig fields in ``options`` (flat in the YAML)."""
+    start from (any format vitlab reads), and fields of the model's config class (ViTConfig or
+    ResNetConfig) in ``options`` (flat in the YAML)."""
 
     name: str | None = "vit_mnist"  # a registered model (docs/reference/models.md); null: the architecture of weights
     weights: str | None = None  # checkpoint to start from, any format vitlab reads (fine-tuning)
@@ -60,7 +66,7 @@ class ModelSection:
 
 
 @dataclass
-class OptimConfig:
+class OptimSection:
     name: str = "adamw"  # adamw (decoupled weight decay), adam, sgd
     lr: float = 1e-3  # peak learning rate (after warmup)
     weight_decay: float = 0.05
@@ -90,9 +96,9 @@ class Stage:
 
 
 @dataclass
-class ScheduleConfig:
-    epochs: int = 10
-    steps: int | None = None  # total optimizer steps; overrides epochs when set
+class ScheduleSection:
+    epochs: int | None = 10  # training length; setting epochs or steps (non-null) clears the other
+    steps: int | None = None  # total optimizer steps; wins over epochs when a recipe file sets both
     warmup_steps: int | None = None  # overrides warmup_epochs when set
     warmup_epochs: float = 0.0
     decay: str = "cosine"  # cosine, linear, constant
@@ -101,7 +107,7 @@ class ScheduleConfig:
 
 
 @dataclass
-class RunConfig:
+class TrainSection:
     seed: int = 0
     objective: str = "classify"  # classify (labels) or masked_patch (self-supervised, paper appendix B.1.2)
     device: str = "auto"  # auto (cuda when available), cpu, cuda, cuda:1
@@ -117,11 +123,11 @@ class RunConfig:
 
 @dataclass
 class Config:
-    data: DataConfig = field(default_factory=DataConfig)
+    data: DataSection = field(default_factory=DataSection)
     model: ModelSection = field(default_factory=ModelSection)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    train: RunConfig = field(default_factory=RunConfig)
+    optim: OptimSection = field(default_factory=OptimSection)
+    schedule: ScheduleSection = field(default_factory=ScheduleSection)
+    train: TrainSection = field(default_factory=TrainSection)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML-able dict; the model's options are flattened into its section."""
@@ -155,8 +161,9 @@ class Config:
             raise ValueError("optim.lr and optim.clip_grad_norm must be > 0 (clip_grad_norm: null turns clipping off)")
         if o.layer_decay is not None and not 0 < o.layer_decay <= 1:
             raise ValueError(f"optim.layer_decay={o.layer_decay} must be in (0, 1]")
-        if s.epochs < 1 and not s.steps:
-            raise ValueError("schedule.epochs must be >= 1 (or set schedule.steps)")
+        if not s.steps and (s.epochs is None or s.epochs < 1):
+            raise ValueError(f"schedule.epochs={s.epochs}, schedule.steps={s.steps}: set schedule.epochs >= 1 or "
+                             "schedule.steps >= 1")
         for i, st in enumerate(s.stages or ()):
             prev = s.stages[i - 1].epoch if i else -1.0
             if st.epoch < 0 or st.epoch <= prev:
@@ -169,6 +176,7 @@ class Config:
             raise ValueError("train.keep_last, log_every_steps, eval_every_epochs must be >= 1, ckpt_every_steps >= 0")
         if self.model.name is None and self.model.weights is None:
             raise ValueError("set model.name (a registered model) or model.weights (a checkpoint to start from)")
+        check_model_options(self.model)
 
 
 def _plain(v: Any) -> Any:
@@ -257,17 +265,28 @@ def coerce(value: Any, hint: Any, key: str) -> Any:
 
 _SECTIONS = {f.name: f for f in fields(Config)}
 _MODEL_OWN = ("name", "weights", "reset_head")
+_MODEL_CLASSES = (ViTConfig, ResNetConfig)  # model.* keys: fields of one of these (which one: model.name's)
 
 
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
+def model_config_class(name: str | None) -> type | None:
+    """The config class of registered model ``name`` (None without a name: the checkpoint decides)."""
+    return None if name is None else type(get_config(name))
+
+
+def _model_keys(cls: type | None) -> list[str]:
+    classes = _MODEL_CLASSES if cls is None else (cls,)
+    return list(_MODEL_OWN) + list(dict.fromkeys(f.name for c in classes for f in fields(c)))
+
+
 def _valid_keys() -> list[str]:
     keys = []
     for sec, f in _SECTIONS.items():
         cls = f.default_factory  # type: ignore[misc]
-        names = _MODEL_OWN + tuple(v.name for v in fields(ViTConfig)) if sec == "model" else [v.name for v in fields(cls)]
+        names = _model_keys(None) if sec == "model" else [v.name for v in fields(cls)]
         keys += [f"{sec}.{n}" for n in names]
     return keys
 
@@ -286,22 +305,49 @@ def _unknown(key: str) -> KeyError:
     return ConfigKeyError(f"unknown config key {key!r}.{hint} Valid keys:\n  " + "\n  ".join(valid))
 
 
+def _unknown_model_key(key: str, name: str | None) -> KeyError:
+    """A model.* key that the named model's config class does not have; names the class and its keys."""
+    cls = model_config_class(name)
+    valid = [f"model.{k}" for k in _model_keys(cls)]
+    close = difflib.get_close_matches(key, valid, n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    what = f"a field of {cls.__name__}, the config class of model.name={name}" if cls else \
+        f"a field of {' or '.join(c.__name__ for c in _MODEL_CLASSES)}"
+    return ConfigKeyError(f"unknown config key {key!r}: not {what}.{hint} Valid model keys:\n  " + "\n  ".join(valid))
+
+
+def check_model_options(m: ModelSection) -> None:
+    """Every model.* option is a field of the named model's config class, typed as that class says."""
+    cls = model_config_class(m.name)
+    if cls is None:
+        return  # model.weights only: the checkpoint's class checks them when the model is built
+    hints = _hints(cls)
+    for k, v in m.options.items():
+        if k not in hints:
+            raise _unknown_model_key(f"model.{k}", m.name)
+        m.options[k] = _plain(coerce(v, hints[k], f"model.{k}"))
+
+
 def set_value(cfg: Config, key: str, value: Any) -> None:
-    """Set ``section.field`` on ``cfg`` with type checking (``value``: parsed YAML)."""
+    """Set ``section.field`` on ``cfg`` with type checking (``value``: parsed YAML). A model option is
+    checked against the model classes here and against model.name's class in ``Config.validate``
+    (model.name may come later). Setting schedule.epochs or schedule.steps clears the other."""
     sec, _, name = key.partition(".")
     if sec not in _SECTIONS or not name:
         raise _unknown(key)
     obj = getattr(cfg, sec)
     if sec == "model" and name not in _MODEL_OWN:
-        hints = _hints(ViTConfig)
-        if name not in hints:
-            raise _unknown(key)
-        obj.options[name] = _plain(coerce(value, hints[name], key))
+        hint = next((_hints(c)[name] for c in _MODEL_CLASSES if name in _hints(c)), None)
+        if hint is None:
+            raise _unknown_model_key(key, cfg.model.name if cfg.model.name in list_models() else None)
+        obj.options[name] = _plain(coerce(value, hint, key))
         return
     hints = _hints(type(obj))
     if name not in hints or name == "options":
         raise _unknown(key)
     setattr(obj, name, coerce(value, hints[name], key))
+    if sec == "schedule" and name in ("epochs", "steps") and value is not None:
+        setattr(obj, "steps" if name == "epochs" else "epochs", None)
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -327,7 +373,8 @@ def config_from_dict(d: dict[str, Any]) -> Config:
             continue
         if not isinstance(body, dict):
             raise ValueError(f"config section {sec!r} must be a mapping, got {body!r}")
-        for name, value in body.items():
+        # schedule.steps wins over epochs in a file that sets both (whatever their order): set it last
+        for name, value in sorted(body.items(), key=lambda kv: sec == "schedule" and kv[0] == "steps"):
             set_value(cfg, f"{sec}.{name}", value)
     return cfg
 
@@ -351,5 +398,5 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
 
 
 def model_options(cfg: Config) -> dict[str, Any]:
-    """The ViTConfig overrides of the model section, typed as ViTConfig expects."""
+    """The model section's options as keyword arguments of its config class (lists as tuples)."""
     return {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.model.options.items()}

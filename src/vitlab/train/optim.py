@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from .config import OptimConfig, ScheduleConfig
+from .config import OptimSection, ScheduleSection
 
 
 def _layer_id(name: str, depth: int) -> int:
@@ -42,7 +42,7 @@ def param_groups(model: nn.Module, weight_decay: float, layer_decay: float | Non
     return list(groups.values())
 
 
-def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, cfg: OptimSection) -> torch.optim.Optimizer:
     """AdamW / Adam / SGD over ``param_groups``, with the fused (or foreach) kernels where available."""
     groups = param_groups(model, cfg.weight_decay, cfg.layer_decay)
     device = next(model.parameters()).device
@@ -54,7 +54,7 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer
     return cls(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, **fast)
 
 
-def lr_factor(step: int, total: int, warmup: int, cfg: ScheduleConfig) -> float:
+def lr_factor(step: int, total: int, warmup: int, cfg: ScheduleSection) -> float:
     """Multiplier of the peak lr at optimizer step ``step`` (0-based): linear warmup from 0, then
     cosine / linear decay to ``min_lr_ratio`` at ``total``, or constant."""
     if warmup > 0 and step < warmup:
@@ -66,7 +66,7 @@ def lr_factor(step: int, total: int, warmup: int, cfg: ScheduleConfig) -> float:
     return cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * shape
 
 
-def cycle_lr(step: int, cycles: list[tuple[int, float, int]], total: int, cfg: ScheduleConfig) -> float:
+def cycle_lr(step: int, cycles: list[tuple[int, float, int]], total: int, cfg: ScheduleSection) -> float:
     """Learning rate at ``step`` for a schedule restarted at stage boundaries: ``cycles`` holds
     (start step, peak lr, warmup steps) in order; each cycle warms up and decays to the next start
     (the last one to ``total``), like a fresh fine-tuning run inside the same training run."""

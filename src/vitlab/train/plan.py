@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from .config import Config, ScheduleConfig
+from .config import Config, ScheduleSection
 from .optim import cycle_lr
 
 Size = tuple[int, int]
@@ -21,7 +21,7 @@ class Plan:
     micro: int  # images per micro-batch: batch_size = accum_steps x processes x micro
     sizes: tuple[tuple[int, Size], ...]  # (start step, training image size), from step 0 on
     cycles: tuple[tuple[int, float, int], ...]  # lr cycles: (start step, peak lr, warmup steps)
-    schedule: ScheduleConfig
+    schedule: ScheduleSection
 
     def size_at(self, step: int) -> Size:
         return [size for start, size in self.sizes if start <= step][-1]
