@@ -41,9 +41,25 @@ def setup(device: str) -> Dist:
     return Dist(rank, world, local_rank, local_world, dev)
 
 
-def teardown(d: Dist) -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
+def teardown(d: Dist, agreed: bool) -> None:
+    """Leave the process group. ``agreed``: every process got here the same way (finished, stopped by a
+    signal, or a non-finite loss), so they can meet at a final barrier first.
+
+    Why the barrier: ``destroy_process_group`` does not stop gloo's worker threads while anything else
+    still references the group (after a DDP wrapper or an optimizer step something does, in torch 2.13),
+    so they run on into interpreter shutdown. A worker drops the tensors of a collective a moment after the
+    caller sees it complete; when the process is already finalizing Python by then, freeing a tensor that
+    has a Python object needs the GIL, the thread is unwound and C++ aborts: ``terminate called without
+    an active exception`` (SIGABRT). Rank 1 exits right after its last collective (the test evaluation)
+    while rank 0 writes the outputs, so on a busy machine it could lose that race. After a barrier the
+    last work is the barrier's, which holds no Python tensor, and every earlier one was released while the
+    other process was still working.
+    """
+    if not dist.is_initialized():
+        return
+    if agreed and d.world > 1:
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 def all_sum(t: torch.Tensor, d: Dist) -> torch.Tensor:

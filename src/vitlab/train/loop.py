@@ -62,12 +62,18 @@ def train(cfg: Config, out: str | os.PathLike, resume: str | Path | bool | None 
     cfg.validate()
     d = dd.setup(cfg.train.device)
     threads = torch.get_num_threads()
+    agreed = False  # every process leaves the same way (not one process's own error): a final barrier is safe
     try:
         Path(out).mkdir(parents=True, exist_ok=True)
-        return _run(cfg, Path(out), d, resume, progress)
+        result = _run(cfg, Path(out), d, resume, progress)
+        agreed = True
+        return result
+    except NonFiniteLossError:
+        agreed = True  # the loss is summed over processes: all of them stop at this step
+        raise
     finally:
         torch.set_num_threads(threads)  # callers (notebooks, test suites) keep their setting
-        dd.teardown(d)
+        dd.teardown(d, agreed)
 
 
 def _run(cfg: Config, run_dir: Path, d: dd.Dist, resume: str | Path | bool | None, progress: bool) -> TrainResult:
