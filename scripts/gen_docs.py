@@ -130,6 +130,7 @@ def _section_table(cls: type, prefix: str, skip: tuple[str, ...] = ()) -> str:
 
 def recipe_md() -> str:
     from vitlab.data.transforms import NORMALIZE
+    from vitlab.models.resnet import ResNetConfig
     from vitlab.models.vit import ViTConfig
     from vitlab.train import config as c
 
@@ -141,10 +142,14 @@ def recipe_md() -> str:
         parts.append(f"## {f.name}\n")
         if f.name == "model":
             parts.append(_section_table(cls, "model", skip=("options",)))
-            parts.append("Any field of `vitlab.ViTConfig` is also a `model.` key (flat in the YAML, e.g. "
-                         "`model.depth=4`); its default is the named model's value (see [models.md](models.md)), "
-                         "shown here for the `ViTConfig` defaults:\n")
+            parts.append("Any field of the named model's config class is also a `model.` key (flat in the YAML): "
+                         "`vitlab.ViTConfig` for ViTs and hybrids (e.g. `model.depth=4`), `ResNetConfig` for the "
+                         "BiT ResNets (e.g. `model.width=0.5`); a key of the other class is refused. Its default is "
+                         "the named model's value (see [models.md](models.md)), shown here for the class defaults. "
+                         "`ViTConfig`:\n")
             parts.append(_section_table(ViTConfig, "model"))
+            parts.append("`ResNetConfig` (`resnet26`, `resnet50`):\n")
+            parts.append(_section_table(ResNetConfig, "model"))
         else:
             parts.append(_section_table(cls, f.name))
         if f.name == "data":
