@@ -280,11 +280,50 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_serve)
 
 
+def _experiment(args: argparse.Namespace) -> int:
+    from . import experiments as ex
+
+    if args.action == "list":
+        print(ex.list_experiments())
+        return 0
+    if args.action == "report":
+        result = ex.render_report(args.target)
+        print(f"{result['experiment']}: {result['verdict']}; wrote {args.target}/summary.md")
+        return 0
+    if args.out is None:
+        raise ValueError("experiment run needs --out DIR (where the arms' run directories and the results go)")
+    try:
+        result = ex.run_experiment(args.target, args.out, args.budget, args.seeds, args.device or "auto",
+                                   progress=not args.no_progress)
+    except ex.ExperimentInterrupted as e:
+        print(f"vitlab experiment: {e}; its checkpoint is saved. Run the same command again to resume "
+              "(finished arms are skipped).", file=sys.stderr)
+        return 128 + e.signum
+    print(f"{result['experiment']}: {result['verdict']}; wrote {args.out}/result.json, summary.md, plot.png")
+    return 0
+
+
+def _add_experiment(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("experiment", help="the paper's findings as experiments: list, run NAME --out DIR, report DIR",
+                       description="list: names, claims, cost per budget. run NAME --out DIR: train every arm "
+                                   "(resumable: finished arms are skipped), then write DIR/result.json, summary.md, "
+                                   "plot.png with the verdict. report DIR: re-render from DIR/result.json.")
+    p.add_argument("action", choices=("list", "run", "report"))
+    p.add_argument("target", nargs="?", help="run: the experiment name; report: the experiment's directory")
+    p.add_argument("--out", help="run: the experiment's directory")
+    p.add_argument("--budget", default="quick", choices=("smoke", "quick", "full"),
+                   help="smoke: seconds (tests); quick: <= ~15 min on 2 idle cores; full: <= ~60 min")
+    p.add_argument("--seeds", type=int, help="seeds per arm (default: the experiment's)")
+    p.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_experiment)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vitlab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_models, _add_convert, _add_info, _add_predict, _add_analyze, _add_data, _add_train, _add_eval,
-                _add_fewshot, _add_serve):
+                _add_fewshot, _add_serve, _add_experiment):
         add(sub)
     return parser
 
