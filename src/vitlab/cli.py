@@ -286,6 +286,9 @@ def _experiment(args: argparse.Namespace) -> int:
     if args.action == "list":
         print(ex.list_experiments())
         return 0
+    if args.target is None:
+        raise ValueError(f"experiment {args.action} needs " + ("NAME (see `vitlab experiment list`)" if args.action == "run"
+                                                              else "DIR (an experiment's --out directory)"))
     if args.action == "report":
         result = ex.render_report(args.target)
         print(f"{result['experiment']}: {result['verdict']}; wrote {args.target}/summary.md")

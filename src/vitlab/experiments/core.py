@@ -106,7 +106,9 @@ class Results:
         self.rows = rows
 
     def values(self, arm: str, metric: str) -> list[float]:
-        vals = [r["metrics"][metric] for r in self.rows if r["arm"] == arm]
+        """The metric's samples: one per seed, or for a probe one per seed and draw of the shots."""
+        rows = [r["metrics"] for r in self.rows if r["arm"] == arm]
+        vals = [v for m in rows for v in m.get(f"{metric}_draws", [m[metric]])]
         if not vals:
             raise KeyError(f"no finished run of arm {arm!r} with metric {metric!r}")
         return vals
@@ -118,7 +120,7 @@ class Results:
         return Estimate.of(self.values(arm, metric), self.n(arm))
 
     def cell(self, arm: str, metric: str) -> str:
-        """``mean ± std`` over seeds (just the mean for one seed)."""
+        """``mean ± std`` over the samples (just the mean for one)."""
         v = self.values(arm, metric)
         m = sum(v) / len(v)
         if len(v) == 1:
@@ -141,6 +143,7 @@ def train_metrics(final: dict[str, Any]) -> dict[str, Any]:
 
 def probe_metrics(final: dict[str, Any]) -> dict[str, Any]:
     out = {f"shots{r['shots']}": r["mean"] for r in final["results"]}
+    out.update({f"shots{r['shots']}_draws": r["per_seed"] for r in final["results"]})
     out["n"] = final["test_images"]
     return out
 
@@ -267,7 +270,8 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 
 RULE = (f"Each check compares two estimates (percent). The error of a difference combines both sides' standard "
-        f"errors, each the larger of the seed spread (std / sqrt(seeds)) and the binomial error of an accuracy on "
+        f"errors, each the larger of the seed spread (std / sqrt(samples); a few-shot probe's samples are its seeds' "
+        f"draws of the shots) and the binomial error of an accuracy on "
         f"n test images. `a > b` agrees when the difference exceeds {Z:g} errors, disagrees below -{Z:g}, and is "
         f"inconclusive in between; `a ~ b` agrees within {Z:g} errors and disagrees outside. The verdict agrees "
         f"when every check agrees, disagrees when any disagrees, and is inconclusive otherwise.")

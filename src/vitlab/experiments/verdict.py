@@ -2,7 +2,8 @@
 difference and its standard error, never from a judgement call.
 
 An ``Estimate`` is a mean accuracy (percent) with a standard error that takes the larger of two noise
-sources: the spread over seeds (sample std / sqrt(seeds), when there are >= 2) and the binomial sampling
+sources: the spread over seeds (sample std / sqrt(seeds), when there are >= 2; for a few-shot probe every
+seed's every draw of the shots is a sample) and the binomial sampling
 error of an accuracy measured on ``n`` test images (sqrt(p (1 - p) / n)). With one seed only the second
 is known, so a single run is never treated as noise-free.
 
