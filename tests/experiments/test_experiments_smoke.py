@@ -94,3 +94,22 @@ def test_list_and_declared_budgets(capsys):
     for name, exp in EXPERIMENTS.items():
         assert name in text and exp.claim in text
         assert estimate_minutes(name, "quick") <= 15.5 and estimate_minutes(name, "full") <= 60
+
+
+@pytest.mark.parametrize("budget", ["quick", "full"])
+def test_quick_and_full_arms_are_valid_recipes(tmp_path, budget):
+    """The budgets the tests do not run still declare valid recipes whose models build at their sizes."""
+    import vitlab
+    from vitlab.experiments import SCALES, Context, get_experiment
+    from vitlab.train.config import config_from_dict, model_options
+
+    for name in EXPERIMENTS:
+        exp = get_experiment(name)
+        arms = exp.build(Context(tmp_path, budget, SCALES[budget], list(range(exp.seeds)), "cpu"))
+        assert len({(a.name, a.seed) for a in arms}) == len(arms)
+        for arm in arms:
+            if arm.config is not None:
+                cfg = config_from_dict(arm.config)
+                cfg.validate()
+                model = vitlab.create_model(cfg.model.name, num_classes=5, **model_options(cfg))  # without weights
+                assert model.cfg.img_size[0] in (28, 42)
