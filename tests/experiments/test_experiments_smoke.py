@@ -31,7 +31,7 @@ def _check_outputs(out: Path, name: str) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["transfer", "pos-embed", "masked-patch", "optimizer"])
+@pytest.mark.parametrize("name", ["transfer", "pos-embed", "masked-patch", "optimizer", "scaling"])
 def test_experiment_runs_at_smoke_budget(tmp_path, name):
     out = tmp_path / name
     result = run_experiment(name, out, "smoke", progress=False)

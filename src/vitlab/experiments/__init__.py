@@ -19,11 +19,13 @@ __all__ = ["Analysis", "Arm", "BUDGETS", "Check", "Context", "EXPERIMENTS", "Est
            "list_experiments", "render_report", "run_experiment", "similar"]
 
 # Cost model for `list`: the main job's measured training throughput on 2 idle cores (README, Results), a
-# per-run overhead (final test pass, checkpoints, plots) and relative step costs of the other models, from a
-# step-time comparison on this machine under load. An estimate, not a measurement.
+# per-run overhead (final test pass, checkpoints, plots) and the other models' step times relative to the
+# main job's ViT, from one interleaved step-time comparison (batch 128, 2 threads) on this machine under load.
+# An estimate, not a measurement.
 VIT_IMAGES_PER_S = 1400.0
 RUN_OVERHEAD_S = 8.0
-RELATIVE_COST = {"resnet": 1.7, "hybrid": 1.3}
+RESNET_COST = {((1, 1, 1, 1), 0.5): 1.56, ((1, 1, 1, 1), 1.0): 1.94, ((2, 2, 2, 2), 1.0): 2.97}
+HYBRID_COST = 1.42  # ResNet root + two 1-unit stages under the 6 x 128 ViT
 
 
 def get_experiment(name: str) -> Experiment:
@@ -33,11 +35,11 @@ def get_experiment(name: str) -> Experiment:
 
 
 def _step_cost(model: dict) -> float:
-    """A model's training step cost relative to the main job's ViT (17 tokens)."""
+    """A model's training step cost relative to the main job's ViT (17 tokens); unmeasured ResNets count 3x."""
     if model.get("name", "").startswith("resnet"):
-        return RELATIVE_COST["resnet"]
+        return RESNET_COST.get((tuple(model.get("layers", ())), float(model.get("width", 1.0))), 3.0)
     if model.get("backbone_layers"):
-        return RELATIVE_COST["hybrid"]
+        return HYBRID_COST
     size = model.get("img_size", 28)
     return ((size // model.get("patch_size", 7)) ** 2 + 1) / 17.0
 
