@@ -403,12 +403,12 @@ def train_flops(config: dict[str, Any]) -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from ..models.registry import create_model
+    from ..models.registry import get_config, model_from_config
     from ..train.config import config_from_dict, model_options
 
     cfg = config_from_dict(config)
     with torch.device("meta"):
-        model = create_model(cfg.model.name, num_classes=10, **model_options(cfg))
+        model = model_from_config(get_config(cfg.model.name, **{**model_options(cfg), "num_classes": 10}))
         x = torch.empty(1, model.cfg.in_chans, *model.cfg.img_size)
         with FlopCounterMode(display=False) as counter:
             model(x)

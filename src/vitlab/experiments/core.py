@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ..utils.io import atomic_write
 from .recipes import BUDGETS, SCALES, Scale, class_split
 from .verdict import Z, Check, Estimate, combine
 
@@ -163,9 +164,8 @@ def _machine() -> dict[str, Any]:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    tmp.replace(path)
+    text = json.dumps(obj, indent=2) + "\n"
+    atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def _run_probe(arm: Arm, run_dir: Path, device: str, progress: bool) -> None:

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from ..utils.io import atomic_write
+
 BUDGETS = ("smoke", "quick", "full")
 
 
@@ -136,8 +138,9 @@ def class_split(spec: str, classes: list[int], out: Path, per_class: int | None 
         arrays[f"x_{split}"] = ds.images.numpy()[idx]
         arrays[f"y_{split}"] = np.array([remap[int(v)] for v in y[idx]], dtype=np.int64)
         names = [ds.classes[c] for c in classes]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.stem + ".tmp.npz")
-    np.savez(tmp, classes=np.array(names), **arrays)
-    tmp.replace(out)
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, classes=np.array(names), **arrays)
+
+    atomic_write(out, write)
     return str(out)
