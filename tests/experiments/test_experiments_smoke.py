@@ -99,6 +99,8 @@ def test_list_and_declared_budgets(capsys):
 @pytest.mark.parametrize("budget", ["quick", "full"])
 def test_quick_and_full_arms_are_valid_recipes(tmp_path, budget):
     """The budgets the tests do not run still declare valid recipes whose models build at their sizes."""
+    import torch
+
     import vitlab
     from vitlab.experiments import SCALES, Context, get_experiment
     from vitlab.train.config import config_from_dict, model_options
@@ -111,5 +113,6 @@ def test_quick_and_full_arms_are_valid_recipes(tmp_path, budget):
             if arm.config is not None:
                 cfg = config_from_dict(arm.config)
                 cfg.validate()
-                model = vitlab.create_model(cfg.model.name, num_classes=5, **model_options(cfg))  # without weights
+                with torch.device("meta"):  # shapes only: no memory, no initialisation
+                    model = vitlab.create_model(cfg.model.name, num_classes=5, **model_options(cfg))  # without weights
                 assert model.cfg.img_size[0] in (28, 42)
