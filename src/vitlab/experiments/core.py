@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ..utils.device import pick_device
 from ..utils.io import atomic_write
 from .recipes import BUDGETS, SCALES, Scale, class_split
 from .verdict import Z, Check, Estimate, combine
@@ -175,9 +176,10 @@ def _run_probe(arm: Arm, run_dir: Path, device: str, progress: bool) -> None:
 
     p = arm.probe
     t0 = time.perf_counter()
+    dev = str(pick_device(device)) if p["model"] is not None else "cpu"  # the pixel probe is numpy only
     if p["model"] is not None:
         report = fewshot_checkpoint(p["model"], p["data"], shots=tuple(p["shots"]), seeds=tuple(p["draws"]),
-                                    device=None if device == "auto" else device, progress=progress)
+                                    device=dev, progress=progress)
     else:
         train, test = open_dataset(p["data"], "train"), open_dataset(p["data"], "test")
 
@@ -189,8 +191,7 @@ def _run_probe(arm: Arm, run_dir: Path, device: str, progress: bool) -> None:
         report = {"checkpoint": None, "features": "raw pixels", "data": p["data"], "test_images": len(test),
                   "unit": "percent", "results": [{"shots": r.shots, "mean": 100 * r.mean, "std": 100 * r.std,
                                                   "per_seed": [100 * a for a in r.accuracies]} for r in res]}
-    report.update(objective="fewshot", wall_time_s=time.perf_counter() - t0,
-                  device=device if p["model"] is not None else "cpu")
+    report.update(objective="fewshot", wall_time_s=time.perf_counter() - t0, device=dev)
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_json(run_dir / "final.json", report)
 
