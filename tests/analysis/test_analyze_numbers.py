@@ -32,8 +32,8 @@ def setup(tmp_path):
 
 def test_analyze_json_equals_direct_calls_of_the_analysis_functions(setup):
     model, images, labels, tmp = setup
-    summary = analyze(tmp / "ck", str(tmp / "d.npz"), tmp / "out", num_images=10, batch_size=4, num_rollout=2,
-                      n_components=6, device="cpu")  # batches of 4, 4 and 2: an unweighted mean would differ
+    summary = analyze(vitlab.load_model(tmp / "ck"), str(tmp / "d.npz"), tmp / "out", num_images=10, batch_size=4,
+                      num_rollout=2, n_components=6)  # batches of 4, 4 and 2: an unweighted mean would differ
     x = torch.from_numpy(images).double() / 255.0
     x = ((x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)).float()
     logits, attns, grid = collect_attention(model, x)
