@@ -57,6 +57,8 @@ def test_resnet_save_pretrained_round_trip_and_head_swap(tmp_path):
     assert torch.all(finetune(x) == 0)  # the 4-class head was replaced by a zero-initialised 7-class one
 
 
+@pytest.mark.skipif(not (FASHION / "train-images-idx3-ubyte.gz").is_file(),
+                    reason=f"Fashion-MNIST not installed at {FASHION} (Debian package dataset-fashion-mnist)")
 def test_resnet26_trains_on_fashion_mnist():
     images = read_idx(FASHION / "train-images-idx3-ubyte.gz")[:96]
     labels = read_idx(FASHION / "train-labels-idx1-ubyte.gz")[:96]

@@ -7,6 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from vitlab.evaluate.metrics import evaluate_checkpoint
 from vitlab.train import build_model, load_checkpoint, load_config, train
 from vitlab.train.checkpoint import step_checkpoints
 from vitlab.train.runlog import read_metrics
@@ -55,7 +56,9 @@ def test_masked_pretraining_resumes_exactly_and_fine_tunes(tmp_path, tiny):
     own = model.state_dict()
     assert all(torch.equal(own[k], v) for k, v in encoder.items()) and torch.all(model.head.weight == 0)
     result = train(ft_cfg, tmp_path / "ft", progress=False)
-    assert result.final["objective"] == "classify" and result.final["top1"] >= 0
+    assert result.final["objective"] == "classify"
+    saved = evaluate_checkpoint(str(tmp_path / "ft" / "model"), "digits", "test", device="cpu")
+    assert result.final["n"] == saved["n"] and result.final["top1"] == pytest.approx(saved["top1"])
 
 
 def test_masked_recipe_and_bad_combinations():

@@ -9,10 +9,11 @@ from vitlab.train.config import parse_override
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
-@pytest.mark.parametrize("name", ["fmnist", "fmnist_long", "pretrain", "finetune"])
-def test_shipped_recipes_load(name):
+@pytest.mark.parametrize("name, optim, lr, batch", [("fmnist", "adamw", 2e-3, 256), ("fmnist_long", "adamw", 2e-3, 256),
+                                                   ("pretrain", "adamw", 3e-3, 4096), ("finetune", "sgd", 0.01, 512)])
+def test_shipped_recipes_load(name, optim, lr, batch):
     cfg = load_config(CONFIGS / f"{name}.yaml")
-    assert cfg.optim.lr > 0
+    assert (cfg.optim.name, cfg.optim.lr, cfg.data.batch_size) == (optim, pytest.approx(lr), batch)
 
 
 def test_recipes_follow_the_paper():

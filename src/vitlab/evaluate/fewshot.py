@@ -52,15 +52,23 @@ def _design(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     return np.concatenate([x, np.full((len(x), 1), BIAS_FEATURE)], axis=1)
 
 
+def linear_probe_scores(
+    train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, num_classes: int, l2_reg: float = L2_REG,
+) -> np.ndarray:
+    """Fit the closed-form ridge probe on (train_x, train_y); the regression outputs (N_test, num_classes)
+    whose arg-max is the prediction (their values, not only the arg-max, pin the protocol down)."""
+    mean, std = train_x.mean(axis=0), train_x.std(axis=0)
+    targets = 2.0 * np.eye(num_classes)[train_y] - 1.0
+    w = ridge_fit(_design(train_x, mean, std), targets, l2_reg)
+    return _design(test_x, mean, std) @ w
+
+
 def linear_probe_accuracy(
     train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, num_classes: int,
     l2_reg: float = L2_REG,
 ) -> float:
-    """Fit the closed-form ridge probe on (train_x, train_y) and return top-1 accuracy on the test set."""
-    mean, std = train_x.mean(axis=0), train_x.std(axis=0)
-    targets = 2.0 * np.eye(num_classes)[train_y] - 1.0
-    w = ridge_fit(_design(train_x, mean, std), targets, l2_reg)
-    pred = (_design(test_x, mean, std) @ w).argmax(axis=1)
+    """Top-1 accuracy on the test set of the ridge probe fitted on (train_x, train_y)."""
+    pred = linear_probe_scores(train_x, train_y, test_x, num_classes, l2_reg).argmax(axis=1)
     return float((pred == test_y).mean())
 
 

@@ -80,9 +80,10 @@ class MaskedPatchPredictor(nn.Module):
         roll = torch.rand(B, N, generator=generator, device=dev)
         to_mask = mask & (roll < self.mask_prob)
         to_random = mask & (roll >= self.mask_prob) & (roll < self.mask_prob + self.random_prob)
-        # A random other patch embedding from anywhere in the batch.
-        flat = tokens.reshape(B * N, D)
-        donors = flat[torch.randint(0, B * N, (B, N), generator=generator, device=dev)]
+        # A random *other* patch embedding from anywhere in the batch: a non-zero offset from its own index.
+        own = torch.arange(B * N, device=dev).view(B, N)
+        offset = torch.randint(1, max(B * N, 2), (B, N), generator=generator, device=dev)
+        donors = tokens.reshape(B * N, D)[(own + offset) % (B * N)]
         out = torch.where(to_random[..., None], donors, tokens)
         out = torch.where(to_mask[..., None], self.mask_token.to(out.dtype).expand(B, N, D), out)
         return out, mask

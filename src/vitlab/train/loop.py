@@ -114,6 +114,8 @@ def _run(cfg: Config, run_dir: Path, d: dd.Dist, resume: str | Path | bool | Non
                 return TrainResult(run_dir, st.step, plan.total_steps, stop, path)
         if st.last_saved != st.step:
             st.save()
+        if tuple(model.cfg.img_size) != tuple(plan.sizes[0][1]):
+            last_eval = None  # made at a stage's size: final.json must report the model at its own size
         st.resize(plan.sizes[0][1])  # the final evaluation and the saved model use the model's own size
         final = _finish(st, data, log, last_eval, time.perf_counter() - t_start)
         return TrainResult(run_dir, st.step, plan.total_steps, None, latest_checkpoint(run_dir), final)
