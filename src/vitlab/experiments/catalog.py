@@ -46,6 +46,21 @@ def _bars(ax, res: Results, arms: list[str], metric: str, labels: list[str], yla
         ax.text(i, e.mean + 2 * e.se, f"{e.mean:.1f}", ha="center", va="bottom", fontsize=8)
 
 
+def _curves(ax, series: list[tuple[str, list[float], list[Any]]], xlabel: str, ylabel: str, title: str,
+            xticks: list[int] | None = None) -> None:
+    """Accuracy curves on a log x axis, whiskers +-2 standard errors: one (label, xs, estimates) per line."""
+    for label, xs, est in series:
+        ax.errorbar(xs, [e.mean for e in est], yerr=[2 * e.se for e in est], marker="o", capsize=3, label=label)
+    ax.set_xscale("log")
+    if xticks is not None:
+        ax.set_xticks(xticks, [str(k) for k in xticks])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+
+
 # ------------------------------------------------------------------------------------- data-scaling
 SIZES = {"smoke": [200, 800], "quick": [1000, 3000, 10000, 30000, 60000], "full": [1000, 3000, 10000, 30000, 60000]}
 MODELS = {"vit": "ViT", "resnet": "BiT ResNet", "hybrid": "R+ViT hybrid"}
@@ -73,16 +88,9 @@ def _scaling_analysis(res: Results) -> Analysis:
     ]
 
     def plot(fig) -> None:
-        ax = fig.add_subplot(1, 1, 1)
-        for key, label in MODELS.items():
-            est = [res.est(f"{key}-n{n}", "top1") for n in sizes]
-            ax.errorbar(sizes, [x.mean for x in est], yerr=[2 * x.se for x in est], marker="o", capsize=3, label=label)
-        ax.set_xscale("log")
-        ax.set_xlabel("training images (log scale; 5% of them held out as dev)")
-        ax.set_ylabel("test top-1 (%)")
-        ax.set_title("Accuracy vs training-set size, equal steps per run")
-        ax.grid(alpha=0.3)
-        ax.legend()
+        series = [(label, sizes, [res.est(f"{key}-n{n}", "top1") for n in sizes]) for key, label in MODELS.items()]
+        _curves(fig.add_subplot(1, 1, 1), series, "training images (log scale; 5% of them held out as dev)",
+                "test top-1 (%)", "Accuracy vs training-set size, equal steps per run")
 
     return Analysis(rows, checks, plot)
 
@@ -157,17 +165,10 @@ def _transfer_analysis(res: Results) -> Analysis:
         _bars(ax, res, list(_TRANSFER_ROWS), "top1", ["scratch", "ft 28", "ft 42 official", "ft 42 bicubic"],
               "downstream test top-1 (%)")
         ax.set_title("Fine-tuning vs scratch")
-        ax = fig.add_subplot(1, 2, 2)
-        for a, label in (("probe-pretrained", "pretrained features"), ("probe-pixels", "raw pixels")):
-            est = [res.est(a, f"shots{k}") for k in SHOTS]
-            ax.errorbar(SHOTS, [e.mean for e in est], yerr=[2 * e.se for e in est], marker="o", capsize=3, label=label)
-        ax.set_xscale("log")
-        ax.set_xticks(SHOTS, [str(k) for k in SHOTS])
-        ax.set_xlabel("labelled images per class")
-        ax.set_ylabel("probe test top-1 (%)")
-        ax.set_title("Few-shot linear probe")
-        ax.grid(alpha=0.3)
-        ax.legend()
+        series = [(label, SHOTS, [res.est(a, f"shots{k}") for k in SHOTS])
+                  for a, label in (("probe-pretrained", "pretrained features"), ("probe-pixels", "raw pixels"))]
+        _curves(fig.add_subplot(1, 2, 2), series, "labelled images per class", "probe test top-1 (%)",
+                "Few-shot linear probe", xticks=SHOTS)
 
     return Analysis(rows, checks, plot)
 
@@ -333,19 +334,10 @@ def _optim_analysis(res: Results) -> Analysis:
                       pa, res.est(pa, "shots10"), ps, res.est(ps, "shots10"))]
 
     def plot(fig) -> None:
-        ax = fig.add_subplot(1, 1, 1)
-        for opt in OPTIMIZERS:
-            a = f"probe-{_arm_name(opt, chosen[opt])}"
-            est = [res.est(a, f"shots{k}") for k in SHOTS]
-            ax.errorbar(SHOTS, [e.mean for e in est], yerr=[2 * e.se for e in est], marker="o", capsize=3,
-                        label=f"{opt} (lr {chosen[opt]:g})")
-        ax.set_xscale("log")
-        ax.set_xticks(SHOTS, [str(k) for k in SHOTS])
-        ax.set_xlabel("labelled downstream images per class")
-        ax.set_ylabel("probe test top-1 (%)")
-        ax.set_title("Few-shot transfer of Adam- vs SGD-pretrained features")
-        ax.grid(alpha=0.3)
-        ax.legend()
+        series = [(f"{opt} (lr {chosen[opt]:g})", SHOTS,
+                   [res.est(f"probe-{_arm_name(opt, chosen[opt])}", f"shots{k}") for k in SHOTS]) for opt in OPTIMIZERS]
+        _curves(fig.add_subplot(1, 1, 1), series, "labelled downstream images per class", "probe test top-1 (%)",
+                "Few-shot transfer of Adam- vs SGD-pretrained features", xticks=SHOTS)
 
     return Analysis(rows, checks, plot)
 
@@ -426,18 +418,10 @@ def _size_analysis(res: Results) -> Analysis:
                       "gap@size0", e["hybrid", 0] - e["vit", 0], "gap@size2", e["hybrid", 2] - e["vit", 2])]
 
     def plot(fig) -> None:
-        ax = fig.add_subplot(1, 1, 1)
-        for key, label in MODELS.items():
-            arms = [f"{key}-size{i}" for i in range(3)]
-            est = [res.est(a, "top1") for a in arms]
-            ax.errorbar([flops[a] for a in arms], [x.mean for x in est], yerr=[2 * x.se for x in est], marker="o",
-                        capsize=3, label=label)
-        ax.set_xscale("log")
-        ax.set_xlabel("training FLOPs (3 x forward x images; log scale)")
-        ax.set_ylabel("test top-1 (%)")
-        ax.set_title("Accuracy vs training compute, three sizes per family")
-        ax.grid(alpha=0.3)
-        ax.legend()
+        series = [(label, [flops[f"{key}-size{i}"] for i in range(3)], [res.est(f"{key}-size{i}", "top1") for i in range(3)])
+                  for key, label in MODELS.items()]
+        _curves(fig.add_subplot(1, 1, 1), series, "training FLOPs (3 x forward x images; log scale)", "test top-1 (%)",
+                "Accuracy vs training compute, three sizes per family")
 
     return Analysis(rows, checks, plot)
 
