@@ -326,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vitlab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_models, _add_convert, _add_info, _add_predict, _add_analyze, _add_data, _add_train, _add_eval,
-                _add_fewshot, _add_serve, _add_experiment):
+                _add_fewshot, _add_serve, _add_experiment, _add_export):
         add(sub)
     return parser
 

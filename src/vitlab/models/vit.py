@@ -319,9 +319,11 @@ class VisionTransformer(nn.Module):
     def _pos_embed(self, x: Tensor, grid: Size) -> Tensor:
         """Prepend the class token and add position embeddings (class token included, as in the paper)."""
         kind, prefix = self.cfg.pos_embed, self.num_prefix_tokens
+        # An ONNX export trace of a dynamic-size model keeps the resampling in the graph (exact at the trained size).
+        resample = grid != self.grid or (torch.jit.is_tracing() and not self.patch_embed.strict_img_size)
         if kind == "learn":
             pos = self.pos_embed
-            if grid != self.grid:
+            if resample:
                 pos = resample_pos_embed(pos, grid, self.grid, prefix, method=self.cfg.pos_resample)
             if prefix:
                 x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
@@ -329,7 +331,7 @@ class VisionTransformer(nn.Module):
         # Other kinds embed patches only; the class token is itself a learned vector.
         if kind == "learn2d":
             rows, cols = self.pos_embed_row, self.pos_embed_col
-            if grid != self.grid:
+            if resample:
                 rows = resample_axis(rows, grid[0], method=self.cfg.pos_resample)
                 cols = resample_axis(cols, grid[1], method=self.cfg.pos_resample)
             h, w = grid
