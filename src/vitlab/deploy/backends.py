@@ -105,9 +105,12 @@ def open_backend(source: VisionTransformer | str | os.PathLike, backend: str = "
         if isinstance(source, (str, os.PathLike)) and Path(source).suffix == ".onnx":
             raise ValueError(f"{source} is an ONNX file: choose --backend onnxruntime or openvino")
         return TorchBackend(source, checkpoint)
-    cls = OnnxRuntimeBackend if backend == "onnxruntime" else OpenVinoBackend
-    kwargs = {"precision": precision} if backend == "openvino" else {}
-    require(*(("onnxruntime", "onnx") if backend == "onnxruntime" else ("openvino", "openvino")))
+    if backend == "onnxruntime":
+        require("onnxruntime", "onnx")  # before exporting: the missing package is the message, not a later failure
+        cls, kwargs = OnnxRuntimeBackend, {}
+    else:
+        require("openvino", "openvino")
+        cls, kwargs = OpenVinoBackend, {"precision": precision}
     if isinstance(source, (str, os.PathLike)) and Path(source).suffix == ".onnx":
         return cls(source, threads, **kwargs)
     with tempfile.TemporaryDirectory() as tmp:  # both runtimes hold the model in memory once loaded
