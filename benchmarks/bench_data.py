@@ -1,6 +1,6 @@
 """Input-pipeline cost: images/s of the batched transforms on a uint8 batch (default 256x1x28x28).
 
-Compare the ms/batch printed here with a training step's time (benchmarks/bench_train.py) to see how
+Compare the ms/batch printed here with a training step's time (benchmarks/bench_peers.py) to see how
 much of the CPU the pipeline takes from the model. Medians over rounds; threads as torch's default
 unless --threads is given. Run from the repository root:
 

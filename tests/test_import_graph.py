@@ -89,7 +89,7 @@ def test_models_never_import_weights():
 
 
 # A package may import its own modules and packages of a lower rank (README, "Layout").
-RANK = {"utils": 0, "errors": 0, "models": 1, "data": 1, "weights": 2, "api": 3, "evaluate": 4, "analysis": 4,
+RANK = {"utils": 0, "errors": 0, "models": 1, "data": 1, "weights": 2, "api": 3, "deploy": 3, "evaluate": 4, "analysis": 4,
         "train": 5, "serve": 6, "experiments": 6, "cli": 7, "__main__": 8}
 
 

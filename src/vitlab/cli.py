@@ -38,10 +38,15 @@ def _add_checkpoint_choice(p: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace):
-    """The command's model, in eval mode on ``--device``: the one checkpoint -> model path."""
+    """The command's model, in eval mode on ``--device``: the one checkpoint -> model path (with
+    ``--backend`` other than torch, the checkpoint's ONNX export run by that engine, as a module)."""
     from .utils.device import pick_device
     from .weights import load_model
 
+    if getattr(args, "backend", "torch") != "torch":
+        from .deploy import BackendModel, open_backend
+
+        return BackendModel(open_backend(args.ckpt, args.backend, checkpoint=args.checkpoint))
     return load_model(args.ckpt, args.checkpoint).to(pick_device(args.device))
 
 
@@ -116,6 +121,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                    help="write the image with its rollout map overlaid; for several images OUT_<k>_<stem>.png each")
     p.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
     _add_checkpoint_choice(p)
+    _add_backend_option(p)
     p.set_defaults(func=_predict)
 
 
@@ -212,7 +218,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def _eval(args: argparse.Namespace) -> int:
     from .evaluate.metrics import evaluate_checkpoint, format_summary
 
-    s = evaluate_checkpoint(args.ckpt, args.data, args.split, args.data_dir, args.batch_size, args.device, args.checkpoint)
+    s = evaluate_checkpoint(args.ckpt, args.data, args.split, args.data_dir, args.batch_size, args.device, args.checkpoint,
+                            args.backend)
     which = f" ({args.checkpoint} checkpoint)" if args.checkpoint else ""
     print(format_summary(s, f"{args.ckpt}{which} on {s['data']}"))
     return 0
@@ -228,7 +235,32 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
     _add_checkpoint_choice(p)
+    _add_backend_option(p)
     p.set_defaults(func=_eval)
+
+
+def _add_backend_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime", "openvino"),
+                   help="inference engine (default torch); onnxruntime/openvino run the ONNX export of the checkpoint "
+                        "(or an .onnx file from `vitlab export`) on the CPU")
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .deploy import export_onnx
+
+    print(export_onnx(args.ckpt, args.out, check=not args.no_check, checkpoint=args.checkpoint))
+    return 0
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a checkpoint for deployment (ONNX, with classes and normalisation as "
+                                      "metadata), checked against torch")
+    p.add_argument("ckpt", help="run directory, save_pretrained directory, or any checkpoint vitlab reads")
+    p.add_argument("--to", required=True, choices=("onnx",), help="output format")
+    p.add_argument("out", help="output file, e.g. model.onnx")
+    p.add_argument("--no-check", action="store_true", help="skip the comparison with torch (ONNX Runtime)")
+    _add_checkpoint_choice(p)
+    p.set_defaults(func=_export)
 
 
 def _fewshot(args: argparse.Namespace) -> int:
@@ -326,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vitlab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_models, _add_convert, _add_info, _add_predict, _add_analyze, _add_data, _add_train, _add_eval,
-                _add_fewshot, _add_serve, _add_experiment):
+                _add_fewshot, _add_serve, _add_experiment, _add_export):
         add(sub)
     return parser
 

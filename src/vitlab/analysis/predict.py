@@ -64,7 +64,10 @@ def predict_files(
     img_size, in_chans, mean, std), on the model's device (``vitlab.load_model`` reads a checkpoint).
     With ``attention``, also one PNG per image of its rollout map (see attention_png_paths).
     Unreadable files get ``error`` set; the rest are classified, in batches of ``batch_size`` (a
-    progress bar with ``progress`` when there is more than one batch)."""
+    progress bar with ``progress`` when there is more than one batch). ``model`` may also be a
+    vitlab.deploy.BackendModel (ONNX Runtime, OpenVINO), without attention maps."""
+    if attention is not None and not isinstance(model, VisionTransformer):
+        raise ValueError("attention maps are computed by the torch backend only; drop --attention or use --backend torch")
     model.eval()
     cfg = model.cfg
     if cfg.num_classes == 0:
@@ -77,7 +80,7 @@ def predict_files(
     if pngs:
         pngs[0].parent.mkdir(parents=True, exist_ok=True)  # fail now, not after the work
     results = [Prediction(str(p), []) for p in images]
-    dev = next(model.parameters()).device
+    dev = next(model.parameters(), torch.empty(0)).device  # no parameters: a deploy.BackendModel (CPU)
     bar = tqdm(total=len(images), desc="predicting", unit="img", disable=not progress or len(images) <= batch_size)
     # Decode one batch at a time: memory stays at one batch of images however many files there are.
     for start in range(0, len(images), batch_size):

@@ -61,7 +61,7 @@ def evaluate(
     autocast_dtype: torch.dtype | None = None,
 ) -> EvalCounts:
     """Counts for uint8 ``images`` (N, C, H, W) on the model's device: large batches, no autograd."""
-    device = next(model.parameters()).device
+    device = next(model.parameters(), torch.empty(0)).device  # no parameters: a deploy.BackendModel (CPU)
     was_training = model.training
     model.eval()
     k = int(getattr(getattr(model, "cfg", None), "num_classes", 0)) or len(class_names or [])
@@ -109,17 +109,24 @@ def evaluate_checkpoint(
     batch_size: int = 1024,
     device: str | None = None,
     checkpoint: str | None = None,
+    backend: str = "torch",
 ) -> dict[str, Any]:
     """Top-1 / top-5 / per-class accuracy of a checkpoint on a dataset, preprocessed as the checkpoint's
     config says (img_size, mean, std, in_chans). ``ckpt`` and ``checkpoint`` as for ``vitlab.load_model``
     (e.g. a run directory and ``"best"``). A run directory that held out its test set is evaluated on
-    exactly those images (``data`` None or the run's source; see vitlab.data.splits.open_eval_data)."""
+    exactly those images (``data`` None or the run's source; see vitlab.data.splits.open_eval_data).
+    ``backend``: see vitlab.deploy (an .onnx file too)."""
     from ..data import EvalTransform
     from ..data.splits import open_eval_data
     from ..utils.device import pick_device
     from ..weights import load_model
 
-    model = load_model(ckpt, checkpoint).to(pick_device(device))
+    if backend == "torch":
+        model = load_model(ckpt, checkpoint).to(pick_device(device))
+    else:
+        from ..deploy import BackendModel, open_backend
+
+        model = BackendModel(open_backend(ckpt, backend, checkpoint=checkpoint))
     ds, what = open_eval_data(ckpt, data, split, data_dir)
     cfg = model.cfg
     names = list(cfg.class_names) if cfg.class_names else list(ds.classes)

@@ -30,7 +30,7 @@ def _check_method(method: str) -> None:
 def resample_grid(grid: Tensor, new_size: Grid, method: str = "official", antialias: bool = False) -> Tensor:
     """Resample a (1, h, w, D) embedding grid to (1, h', w', D)."""
     _check_method(method)
-    if tuple(grid.shape[1:3]) == tuple(new_size):
+    if tuple(grid.shape[1:3]) == tuple(new_size) and not torch.jit.is_tracing():  # a trace keeps sizes dynamic
         return grid
     dtype = grid.dtype
     x = grid.permute(0, 3, 1, 2).to(torch.promote_types(dtype, torch.float32))  # at least fp32, keep fp64

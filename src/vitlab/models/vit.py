@@ -138,8 +138,21 @@ class PatchEmbed(nn.Module):
 # Transformer encoder (Vaswani et al.) in its pre-LN form.
 
 
+# Up to this many tokens, explicit matmul + softmax beats scaled_dot_product_attention on the CPU:
+# its kernels are built for long sequences, and at 17 tokens (the main job: 4x4 patches + class
+# token) their overhead outweighs the work (REFERENCE section 13; benchmarks/bench_peers.py).
+EXPLICIT_ATTN_MAX_TOKENS = 32
+ATTN_IMPLS = ("auto", "sdpa", "explicit")
+
+
 class Attention(nn.Module):
-    """Multi-head self-attention; q, k and v are one fused Linear (same maths as three, one matmul)."""
+    """Multi-head self-attention; q, k and v are one fused Linear (same maths as three, one matmul).
+
+    ``impl``: "auto" (explicit on the CPU up to EXPLICIT_ATTN_MAX_TOKENS tokens, SDPA otherwise),
+    "sdpa" or "explicit"; both compute the same function. Attention maps always take the explicit path.
+    """
+
+    impl = "auto"
 
     def __init__(self, dim: int, num_heads: int, attn_drop: float = 0.0, proj_drop: float = 0.0):
         super().__init__()
@@ -153,31 +166,24 @@ class Attention(nn.Module):
 
     def forward(self, x: Tensor, return_attention: bool = False) -> tuple[Tensor, Tensor | None]:
         B, N, D = x.shape
-        qkv = self.qkv(x)
+        # (B, N, 3 * D) -> q, k, v as (B, heads, N, head_dim) strided views of the one qkv output.
+        q, k, v = self.qkv(x).view(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         drop = self.attn_drop if self.training else 0.0
-        if return_attention:  # the explicit path, only when asked: SDPA never materialises the probabilities
-            out, attn = self._per_head(qkv, drop)
+        attn = None
+        if return_attention or self._explicit(N, x.device):
+            attn = torch.matmul(q, k.transpose(-2, -1)).mul_(self.scale).softmax(dim=-1)
+            out = torch.matmul(F.dropout(attn, drop, self.training), v)
         else:
-            q, k, v = qkv.view(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-            out = F.scaled_dot_product_attention(q, k, v, dropout_p=drop).transpose(1, 2).reshape(B, N, D)
-            attn = None
-        return self.proj_drop(self.proj(out)), attn
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)
+        out = self.proj(out.transpose(1, 2).reshape(B, N, D))
+        return self.proj_drop(out), attn if return_attention else None
 
-    def _per_head(self, qkv: Tensor, drop: float) -> tuple[Tensor, Tensor]:
-        """softmax(q k^T / sqrt(d)) v head by head, on strided views of qkv (no layout copies).
-
-        Also measured as a fast path for short sequences on the CPU: ~6% faster steps for 3 heads of
-        64 at 1 thread, but its many small kernels lose badly to SDPA with 2 threads on a busy machine.
-        """
-        B, N, _ = qkv.shape
-        H = self.num_heads
-        heads = qkv.view(B, N, 3 * H, self.head_dim).unbind(2)  # q_0..q_H-1, k_0.., v_0..: (B, N, d) views
-        outs, probs = [], []
-        for h in range(H):
-            p = torch.bmm(heads[h], heads[H + h].transpose(1, 2)).mul_(self.scale).softmax(dim=-1)
-            probs.append(p)
-            outs.append(torch.bmm(F.dropout(p, drop, self.training), heads[2 * H + h]))
-        return torch.cat(outs, dim=-1), torch.stack(probs, dim=1)
+    def _explicit(self, num_tokens: int, device: torch.device) -> bool:
+        if self.impl == "auto":
+            return device.type == "cpu" and num_tokens <= EXPLICIT_ATTN_MAX_TOKENS
+        if self.impl not in ATTN_IMPLS:
+            raise ValueError(f"Attention.impl={self.impl!r} is not one of {ATTN_IMPLS}")
+        return self.impl == "explicit"
 
 
 class Mlp(nn.Module):
@@ -313,9 +319,11 @@ class VisionTransformer(nn.Module):
     def _pos_embed(self, x: Tensor, grid: Size) -> Tensor:
         """Prepend the class token and add position embeddings (class token included, as in the paper)."""
         kind, prefix = self.cfg.pos_embed, self.num_prefix_tokens
+        # An ONNX export trace of a dynamic-size model keeps the resampling in the graph (exact at the trained size).
+        resample = grid != self.grid or (torch.jit.is_tracing() and not self.patch_embed.strict_img_size)
         if kind == "learn":
             pos = self.pos_embed
-            if grid != self.grid:
+            if resample:
                 pos = resample_pos_embed(pos, grid, self.grid, prefix, method=self.cfg.pos_resample)
             if prefix:
                 x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
@@ -323,7 +331,7 @@ class VisionTransformer(nn.Module):
         # Other kinds embed patches only; the class token is itself a learned vector.
         if kind == "learn2d":
             rows, cols = self.pos_embed_row, self.pos_embed_col
-            if grid != self.grid:
+            if resample:
                 rows = resample_axis(rows, grid[0], method=self.cfg.pos_resample)
                 cols = resample_axis(cols, grid[1], method=self.cfg.pos_resample)
             h, w = grid

@@ -111,7 +111,8 @@ class TrainSection:
     seed: int = 0
     objective: str = "classify"  # classify (labels) or masked_patch (self-supervised, paper appendix B.1.2)
     device: str = "auto"  # auto (cuda when available), cpu, cuda, cuda:1
-    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU), fp32, bf16
+    precision: str = "auto"  # auto (CUDA: bf16; CPU: bf16 where native and faster, see train/precision.py), fp32, bf16
+    compile: bool = False  # torch.compile the training step (CPU: needs a C++ compiler; compiling takes a minute or more)
     threads: int | None = None  # torch CPU threads per process; None: cores / local processes
     ema_decay: float = 0.0  # Polyak/EMA averaging of the weights (e.g. 0.9999); 0: off. Eval and model/ use it
     eval_every_epochs: int = 1

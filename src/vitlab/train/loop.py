@@ -281,7 +281,8 @@ def _banner(st: TrainState, data: Data, resumed: Path | None) -> str:
             f"({len(data.train)} train / {len(data.eval_set)} "
             f"{data.test_name if data.eval_name == 'test' else data.eval_name}), {st.plan.total_steps} steps "
             f"x batch {c.data.batch_size} ({d.world} process(es) x {c.data.accum_steps} accumulation x "
-            f"{st.plan.micro}), {d.device}{' bf16' if st.autocast_dtype else ' fp32'}, {torch.get_num_threads()} threads")
+            f"{st.plan.micro}), {d.device}, {torch.get_num_threads()} threads, {st.precision}"
+            f"{', torch.compile' if c.train.compile else ''}")
 
 
 # -- signals -------------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from .distributed import Dist, barrier
 from .objectives import Objective
 from .optim import ModelEMA, build_optimizer
 from .plan import Plan
+from .precision import Precision, agreed, choose_precision
 
 
 class TrainState:
@@ -31,11 +32,14 @@ class TrainState:
         self.ema = ModelEMA(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
         self.net = self._wrap()
         self.gen = torch.Generator()  # augmentation stream, reseeded per micro-batch
-        r = cfg.train  # bf16 autocast on CUDA unless train.precision says otherwise
-        bf16 = r.precision == "bf16" or (r.precision == "auto" and d.device.type == "cuda")
-        self.autocast_dtype = torch.bfloat16 if bf16 else None
+        x = torch.zeros(plan.micro, mc.in_chans, *plan.size_at(0), device=d.device)  # a micro-batch's shape
+        self.set_precision(agreed(choose_precision(cfg.train.precision, model, x), d))
         self.step, self.best, self.train_time = 0, -1.0, 0.0
         self.last_saved: int | None = None
+
+    def set_precision(self, p: Precision) -> None:
+        self.precision = p
+        self.autocast_dtype = torch.bfloat16 if p.bf16 else None
 
     def autocast(self) -> torch.autocast:
         return torch.autocast(self.d.device.type, dtype=torch.bfloat16, enabled=self.autocast_dtype is not None)
@@ -68,12 +72,14 @@ class TrainState:
         self.net = self._wrap()  # DDP registers parameters when built: rebuild it around the new ones
 
     def _wrap(self) -> nn.Module:
-        """The module a step calls: the trained module, inside DDP when there are several processes."""
-        if self.d.world == 1:
-            return self.trained
-        from torch.nn.parallel import DistributedDataParallel as DDP
+        """The module a step calls: the trained module, inside DDP when there are several processes,
+        compiled when train.compile is on."""
+        net = self.trained
+        if self.d.world > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
 
-        return DDP(self.trained, device_ids=[self.d.device] if self.d.device.type == "cuda" else None)
+            net = DDP(self.trained, device_ids=[self.d.device] if self.d.device.type == "cuda" else None)
+        return torch.compile(net) if self.cfg.train.compile else net
 
     def save(self, best: bool = False) -> Path | None:
         """Rank 0 writes RUN/checkpoints/step_N.pt (and best.pt); every process waits for it."""
@@ -95,7 +101,7 @@ class TrainState:
             "ema": self.ema.state_dict() if self.ema else None, "rng": rng, "best": self.best,
             "pretext": self.objective.state_dict(),
             "train_time": self.train_time, "world": self.d.world, "config": self.cfg.to_dict(),
-            "img_size": list(self.model.cfg.img_size),
+            "img_size": list(self.model.cfg.img_size), "bf16": self.precision.bf16,
         }
 
     def load_state_dict(self, st: dict[str, Any]) -> None:
@@ -108,6 +114,8 @@ class TrainState:
                              f"new run (--out elsewhere) from its encoder: model.weights=<run>/model")
         self.resize(tuple(st.get("img_size", self.plan.sizes[0][1])))  # the stage the checkpoint was taken in
         self.model.load_state_dict(st["model"])
+        if self.cfg.train.precision == "auto" and st.get("bf16", self.precision.bf16) != self.precision.bf16:
+            self.set_precision(Precision(st["bf16"], "auto: as the run being resumed chose"))  # its own arithmetic
         if st["pretext"] is not None:
             self.objective.load_state_dict(st["pretext"])
         self.optimizer.load_state_dict(st["optimizer"])

@@ -1,0 +1,230 @@
+"""Training and inference speed of vitlab's ViT against timm, Hugging Face and lucidrains' vit-pytorch.
+
+Each peer is built here with the same shape as the vitlab model and exact GELU (the main job's
+activation), when its package is installed (`pip install -e ".[bench]"`; transformers comes with the
+test extra). Training step = forward + backward + fused AdamW step (what vitlab's trainer runs);
+inference = forward under inference_mode at a larger batch. Both in fp32 and, where the CPU has native
+bf16 (avx512_bf16 / amx_bf16), under bf16 autocast. Measurements of all implementations are
+interleaved round by round, so load from other processes hits them alike; medians are reported, with
+images/s, achieved GFLOP/s (analytic matmul FLOPs; training = 3x forward), its share of the matmul peak
+measured in the same run (fp32 peak for fp32 rows, bf16 peak for bf16 rows), and the ratio to the
+fastest peer. ``--compile`` adds vitlab under torch.compile (as ``train.compile=true`` trains).
+Run from the repository root:
+
+    python3 benchmarks/bench_peers.py                         # the main-job model (configs/fmnist.yaml)
+    python3 benchmarks/bench_peers.py --compile --rounds 5
+    python3 benchmarks/bench_peers.py --case vit_s16 --train-batch 8 --infer-batch 8
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from dataclasses import fields
+from functools import partial
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vitlab.models.registry import get_config
+from vitlab.models.vit import ViTConfig, VisionTransformer
+from vitlab.train.precision import cpu_bf16_flags
+
+
+def main_job_config() -> ViTConfig:
+    """configs/fmnist.yaml's model section (name + ViTConfig fields), at Fashion-MNIST's 28x28 grey, 10 classes."""
+    import yaml
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "fmnist.yaml"
+    model = (yaml.safe_load(path.read_text()) or {}).get("model") or {}
+    known = {f.name for f in fields(ViTConfig)}
+    opts = {k: v for k, v in model.items() if k in known}
+    opts.update(img_size=28, in_chans=1, num_classes=10)
+    return get_config(model.get("name") or "vit_mnist", **opts)
+
+
+def flops_per_image(cfg: ViTConfig) -> float:
+    """Analytic matmul FLOPs of one forward pass per image (patch embedding, qkv, proj, MLP, attention, head)."""
+    D, M, C, P = cfg.embed_dim, cfg.mlp_dim, cfg.in_chans, cfg.patch_size
+    patches = (cfg.img_size[0] // P) * (cfg.img_size[1] // P)
+    n = patches + (1 if cfg.classifier == "token" else 0)
+    fwd = 2 * C * P * P * D * patches
+    fwd += cfg.depth * (2 * (4 * D * D + 2 * D * M) * n + 4 * n * n * D)
+    return fwd + 2 * D * cfg.num_classes
+
+
+# -- the implementations, same shape ------------------------------------------------------------------
+
+def build_vitlab(cfg: ViTConfig) -> nn.Module:
+    return VisionTransformer(cfg)
+
+
+def build_timm(cfg: ViTConfig) -> nn.Module:
+    from timm.models.vision_transformer import VisionTransformer as TimmViT
+
+    return TimmViT(img_size=cfg.img_size, patch_size=cfg.patch_size, in_chans=cfg.in_chans, num_classes=cfg.num_classes,
+                   embed_dim=cfg.embed_dim, depth=cfg.depth, num_heads=cfg.num_heads, mlp_ratio=cfg.mlp_dim / cfg.embed_dim,
+                   qkv_bias=True, act_layer=nn.GELU, norm_layer=partial(nn.LayerNorm, eps=cfg.norm_eps))
+
+
+def build_hf(cfg: ViTConfig, attn: str) -> nn.Module:
+    from transformers import ViTConfig as HFConfig, ViTForImageClassification
+
+    hf = HFConfig(hidden_size=cfg.embed_dim, num_hidden_layers=cfg.depth, num_attention_heads=cfg.num_heads,
+                  intermediate_size=cfg.mlp_dim, hidden_act="gelu", layer_norm_eps=cfg.norm_eps,
+                  image_size=cfg.img_size[0], patch_size=cfg.patch_size, num_channels=cfg.in_chans,
+                  num_labels=cfg.num_classes, qkv_bias=True, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    hf._attn_implementation = attn
+
+    class Logits(nn.Module):  # the same call signature as the others
+        def __init__(self) -> None:
+            super().__init__()
+            self.m = ViTForImageClassification(hf)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.m(pixel_values=x).logits
+
+    return Logits()
+
+
+def build_lucidrains(cfg: ViTConfig) -> nn.Module:
+    from vit_pytorch import ViT
+
+    return ViT(image_size=cfg.img_size[0], patch_size=cfg.patch_size, num_classes=cfg.num_classes, dim=cfg.embed_dim,
+               depth=cfg.depth, heads=cfg.num_heads, mlp_dim=cfg.mlp_dim, channels=cfg.in_chans,
+               dim_head=cfg.embed_dim // cfg.num_heads)
+
+
+def implementations(cfg: ViTConfig, compile_vitlab: bool) -> tuple[dict[str, nn.Module], list[str]]:
+    """name -> model for every implementation whose package imports; and notes on those that did not."""
+    builders: dict[str, Callable[[], nn.Module]] = {
+        "vitlab": lambda: build_vitlab(cfg),
+        "timm": lambda: build_timm(cfg),
+        "hf-sdpa": lambda: build_hf(cfg, "sdpa"),
+        "hf-eager": lambda: build_hf(cfg, "eager"),
+        "lucidrains": lambda: build_lucidrains(cfg),
+    }
+    models, notes = {}, []
+    for name, build in builders.items():
+        try:
+            torch.manual_seed(0)
+            models[name] = build()
+        except Exception as e:  # a peer that is not installed (or cannot import here) is reported, not fatal
+            notes.append(f"{name}: not measured ({type(e).__name__}: {str(e).splitlines()[0][:100]})")
+    if compile_vitlab:
+        torch.manual_seed(0)
+        models["vitlab+compile"] = torch.compile(build_vitlab(cfg))
+    return models, notes
+
+
+# -- timing -------------------------------------------------------------------------------------------
+
+def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, bf16: bool) -> Callable[[], None]:
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05, fused=True)  # as vitlab's trainer
+    model.train()
+
+    def step() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = model(x)
+        loss = F.cross_entropy(out.float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def infer_step(model: nn.Module, x: torch.Tensor, bf16: bool) -> Callable[[], None]:
+    def step() -> None:
+        model.eval()
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            model(x)
+
+    return step
+
+
+def seconds(fn: Callable[[], None], n: int) -> float:
+    t = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - t) / n
+
+
+def matmul_peak(dtype: torch.dtype, size: int = 2048, reps: int = 3) -> float:
+    """GFLOP/s of a large square matmul in ``dtype``: the ceiling a matmul-bound step can reach here."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a @ b
+    return 2 * size**3 / min(seconds(lambda: a @ b, 1) for _ in range(reps)) / 1e9
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--case", default="main", help="main (configs/fmnist.yaml's model) or a registered name, e.g. vit_s16")
+    ap.add_argument("--train-batch", type=int, default=256)
+    ap.add_argument("--infer-batch", type=int, default=1024)
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (medians reported)")
+    ap.add_argument("--steps", type=int, default=5, help="timed steps per implementation per round")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (0: torch's default)")
+    ap.add_argument("--modes", default="train,infer", help="comma list of train, infer")
+    ap.add_argument("--precisions", default="fp32,bf16", help="comma list; bf16 only where the CPU has it natively")
+    ap.add_argument("--compile", action="store_true", help="also vitlab under torch.compile")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = main_job_config() if args.case == "main" else get_config(args.case)
+    flags = cpu_bf16_flags()
+    precisions = [p for p in args.precisions.split(",") if p == "fp32" or (p == "bf16" and flags)]
+    models, notes = implementations(cfg, args.compile)
+
+    gen = torch.Generator().manual_seed(0)
+    work: dict[tuple[str, str], dict[str, Callable[[], None]]] = {}  # (mode, precision) -> impl -> step
+    batch = {"train": args.train_batch, "infer": args.infer_batch}
+    for mode in args.modes.split(","):
+        x = torch.randn(batch[mode], cfg.in_chans, *cfg.img_size, generator=gen)
+        y = torch.randint(0, cfg.num_classes, (batch[mode],), generator=gen)
+        for prec in precisions:
+            work[(mode, prec)] = {name: train_step(m, x, y, prec == "bf16") if mode == "train"
+                                  else infer_step(m, x, prec == "bf16") for name, m in models.items()}
+    for steps in work.values():  # warm-up: allocator, oneDNN primitives, optimizer state, compilation
+        for name, step in steps.items():
+            t = time.perf_counter()
+            seconds(step, 2)
+            if name.endswith("compile") and time.perf_counter() - t > 10:
+                notes.append(f"{name}: {time.perf_counter() - t:.0f} s to compile and warm up (not timed)")
+    times = {key: {name: [] for name in steps} for key, steps in work.items()}
+    peaks: dict[str, list[float]] = {p: [] for p in precisions}
+    for r in range(args.rounds):
+        for key, steps in work.items():
+            order = list(steps) if r % 2 == 0 else list(reversed(steps))  # alternate to cancel drift
+            for name in order:
+                times[key][name].append(seconds(steps[name], args.steps))
+        for p in precisions:
+            peaks[p].append(matmul_peak(torch.float32 if p == "fp32" else torch.bfloat16))
+    peak = {p: statistics.median(v) for p, v in peaks.items()}
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, native bf16: {', '.join(flags) or 'no'}, "
+          f"{args.rounds} rounds x {args.steps} steps (medians); model {args.case}: {cfg.depth} x {cfg.embed_dim}, "
+          f"{cfg.num_heads} heads, MLP {cfg.mlp_dim}, patch {cfg.patch_size}, {cfg.img_size[0]}x{cfg.img_size[1]}x"
+          f"{cfg.in_chans}, act {cfg.act}")
+    for p in precisions:
+        print(f"matmul peak {p} (2048^2): {peak[p]:.0f} GFLOP/s")
+    print(f"{'mode':<7}{'prec':<6}{'impl':<16}{'batch':>6}{'img/s':>10}{'GFLOP/s':>9}{'% peak':>8}{'vs best peer':>14}")
+    for (mode, prec), per_impl in times.items():
+        sec = {name: statistics.median(v) for name, v in per_impl.items()}
+        peers = [s for name, s in sec.items() if not name.startswith("vitlab")]
+        best = min(peers) if peers else None
+        b = batch[mode]
+        flops = flops_per_image(cfg) * (3 if mode == "train" else 1) * b
+        for name, s in sec.items():
+            ratio = f"{best / s:13.2f}x" if best else "             -"
+            gf = flops / s / 1e9
+            print(f"{mode:<7}{prec:<6}{name:<16}{b:>6}{b / s:>10.1f}{gf:>9.1f}{100 * gf / peak[prec]:>7.1f}%{ratio}")
+    for n in notes:
+        print("note:", n)
+
+
+if __name__ == "__main__":
+    main()

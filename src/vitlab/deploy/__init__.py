@@ -1,0 +1,17 @@
+"""Deployment: ONNX export with the model's metadata, and inference backends (torch, ONNX Runtime, OpenVINO)."""
+from .backends import BACKENDS, Backend, BackendModel, OnnxRuntimeBackend, OpenVinoBackend, TorchBackend, open_backend
+from .onnx import ExportReport, MissingPackageError, export_onnx, read_config
+
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "BackendModel",
+    "ExportReport",
+    "MissingPackageError",
+    "OnnxRuntimeBackend",
+    "OpenVinoBackend",
+    "TorchBackend",
+    "export_onnx",
+    "open_backend",
+    "read_config",
+]
