@@ -6,6 +6,9 @@ keeps its traceback. Each subclasses the built-in type that callers caught befor
 """
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
+
 
 class VitlabError(Exception):
     """Base class: a problem in what the user asked for, explained in the message."""
@@ -26,6 +29,18 @@ class CheckpointError(VitlabError, ValueError):
 class MissingDependencyError(VitlabError, ImportError):
     """An optional package (e.g. scikit-learn for the `digits` data set) is not installed; the message
     names what to pip install."""
+
+
+def require(module: str, extra: str, package: str | None = None, needed_by: str | None = None) -> ModuleType:
+    """Import an optional dependency, or raise MissingDependencyError naming the extra and the package to
+    pip install, so a missing package is one line to act on instead of a traceback."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        package = package or module
+        why = f" (needed by {needed_by})" if needed_by else ""
+        raise MissingDependencyError(f"{package} is not installed{why}: pip install 'vitlab[{extra}]' "
+                                     f"(or pip install {package})") from None
 
 
 class NoTestSplitError(VitlabError, ValueError):

@@ -9,7 +9,8 @@ import torch
 import vitlab
 from vitlab import cli
 from vitlab.data import EvalTransform
-from vitlab.deploy import BackendModel, MissingPackageError, export_onnx, open_backend, read_config
+from vitlab.deploy import BackendModel, export_onnx, open_backend, read_config
+from vitlab.errors import MissingDependencyError
 
 onnx = pytest.importorskip("onnx", reason="the onnx extra is not installed: pip install 'vitlab[onnx]'")
 pytest.importorskip("onnxruntime", reason="the onnx extra is not installed: pip install 'vitlab[onnx]'")
@@ -100,7 +101,7 @@ def test_missing_package_is_one_line_naming_the_pip_command(tmp_path, monkeypatc
     model = _model()
     model.save_pretrained(str(tmp_path / "m"))
     monkeypatch.setitem(sys.modules, module, None)  # what an absent package looks like to import
-    with pytest.raises(MissingPackageError, match=rf"pip install 'vitlab\[{extra}\]'"):
+    with pytest.raises(MissingDependencyError, match=rf"pip install 'vitlab\[{extra}\]'"):
         open_backend(tmp_path / "m", module)
     assert cli.main(["eval", str(tmp_path / "m"), "--data", "digits", "--backend", module]) == 2
     err = capsys.readouterr().err

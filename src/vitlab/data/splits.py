@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import torch
 
+from ..utils.io import atomic_write
 from ..utils.size import to_2tuple
 from .datasets import NAMED_DATASETS, ImageDataset, has_test_split, holdout_mask, open_dataset
 
@@ -117,10 +118,7 @@ def _read_settings(full: ImageDataset, data_dir: PathLike | None, on_error: str)
 
 
 def _write_json(path: Path, record: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n"))
 
 
 def read_split(path: PathLike) -> dict[str, Any]:

@@ -1,13 +1,12 @@
 """Deployment: ONNX export with the model's metadata, and inference backends (torch, ONNX Runtime, OpenVINO)."""
 from .backends import BACKENDS, Backend, BackendModel, OnnxRuntimeBackend, OpenVinoBackend, TorchBackend, open_backend
-from .onnx import ExportReport, MissingPackageError, export_onnx, read_config
+from .onnx import ExportReport, export_onnx, read_config
 
 __all__ = [
     "BACKENDS",
     "Backend",
     "BackendModel",
     "ExportReport",
-    "MissingPackageError",
     "OnnxRuntimeBackend",
     "OpenVinoBackend",
     "TorchBackend",

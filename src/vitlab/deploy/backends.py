@@ -17,7 +17,8 @@ import torch
 from torch import Tensor, nn
 
 from ..models.vit import ViTConfig, VisionTransformer
-from .onnx import INPUT, export_onnx, load_vit, read_config, require
+from ..errors import require
+from .onnx import INPUT, export_onnx, load_vit, read_config
 
 BACKENDS = ("torch", "onnxruntime", "openvino")
 OPENVINO_PRECISIONS = {"fp32": "f32", "bf16": "bf16"}

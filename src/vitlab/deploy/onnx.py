@@ -19,27 +19,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import VitlabError
+from ..errors import MissingDependencyError, require
 from ..models.vit import ViTConfig, VisionTransformer
 
 OPSET = 17
 INPUT, OUTPUT = "pixel_values", "logits"
 MAX_ABS_DIFF = 1e-4  # fp32 ONNX Runtime vs torch; measured ~4e-6 on ViT-B/16
-
-
-class MissingPackageError(VitlabError, ImportError):
-    """An optional dependency is not installed; the message names the pip command."""
-
-
-def require(module: str, extra: str, package: str | None = None):
-    """Import an optional dependency, or raise MissingPackageError naming the pip command."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise MissingPackageError(f"{package or module} is not installed: pip install 'vitlab[{extra}]' "
-                                  f"(or pip install {package or module})") from None
 
 
 @dataclass
@@ -137,7 +122,7 @@ def _check(vit: VisionTransformer, report: ExportReport) -> None:
     """Max |logits difference| against torch at batch 3, and at a non-square size when sizes are dynamic."""
     try:
         ort = require("onnxruntime", "onnx")
-    except MissingPackageError as e:
+    except MissingDependencyError as e:
         report.skipped = str(e)
         return
     cfg, p = vit.cfg, vit.cfg.patch_size

@@ -9,13 +9,9 @@ from __future__ import annotations
 
 import os
 
-from ..errors import VitlabError
+from ..errors import require
 
 PathLike = str | os.PathLike
-
-
-class ServeExtraMissing(VitlabError, ImportError):
-    """The web stack of the ``serve`` extra is not installed."""
 
 
 def serve(
@@ -27,13 +23,12 @@ def serve(
 ) -> None:
     """Load the model, print the page's URL and serve until Ctrl-C. Binds to localhost unless told
     otherwise: the page lets anyone who reaches it run the model."""
-    try:
-        import uvicorn
+    for module, package in (("starlette", "starlette"), ("multipart", "python-multipart"), ("uvicorn", "uvicorn")):
+        require(module, "serve", package, "vitlab serve")
+    import uvicorn
 
-        from .app import build_explorer, create_app
-    except ImportError as e:
-        raise ServeExtraMissing(f"vitlab serve needs the 'serve' extra ({e.name} is not installed): "
-                          "pip install 'vitlab[serve]'") from e
+    from .app import build_explorer, create_app
+
     explorer = build_explorer(path, checkpoint, device)
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
     print(f"vitlab serve: {path} at {url} (Ctrl-C to stop)", flush=True)
@@ -42,4 +37,4 @@ def serve(
     uvicorn.run(create_app(explorer), host=host, port=port, log_level="info")
 
 
-__all__ = ["ServeExtraMissing", "serve"]
+__all__ = ["serve"]
