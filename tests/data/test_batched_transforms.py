@@ -120,6 +120,30 @@ def test_translate_fills_outside_band_and_rotate_fills_corners():
     assert bool((gray[:, 0, 0, 0].abs() < 1e-6).all())  # default fill normalises to 0
 
 
+def test_pixel_shift_moves_whole_pixels_and_fills_the_uncovered_band():
+    x = _batch(b=64, c=1, h=10, w=12)
+    tf = TrainTransform((10, 12), scale=(1, 1), ratio=(1.2, 1.2), flip=False, mean=(0.0,), std=(1 / 255,),
+                        translate=3, fill=-7.0)
+    out = tf(x, _gen(3))
+    shifts = set()
+    for img, src in zip(out[:, 0], x[:, 0].float()):
+        match = [(dy, dx) for dy in range(-3, 4) for dx in range(-3, 4)
+                 if torch.allclose(img, _shifted(src, dy, dx, -7.0), atol=1e-3)]
+        assert len(match) == 1  # exactly one whole-pixel shift reproduces the sample: no resampling blur
+        shifts.add(match[0])
+    assert len(shifts) > 25  # 64 draws over 49 shifts: ~36 distinct expected
+    with pytest.raises(ValueError, match="translate"):
+        TrainTransform(10, translate=10)
+
+
+def _shifted(src, dy, dx, fill):
+    """src moved so that out[i, j] = src[i + dy, j + dx], fill where that falls outside."""
+    h, w = src.shape
+    out = torch.full_like(src, fill)
+    out[max(0, -dy):h - max(0, dy), max(0, -dx):w - max(0, dx)] = src[max(0, dy):h + min(0, dy), max(0, dx):w + min(0, dx)]
+    return out
+
+
 def test_random_erasing_boxes_of_noise():
     x = torch.zeros(32, 1, 16, 16, dtype=torch.uint8)
     out = TrainTransform(16, scale=(1, 1), ratio=(1, 1), flip=False, random_erasing=1.0)(x, _gen())

@@ -19,7 +19,7 @@ splits.py
     open_heldout(run_dir, split), open_eval_data(ckpt, data, split, data_dir)   what `vitlab eval RUN` reads
 transforms.py  (uint8 (B,C,H,W) on any device + torch.Generator -> normalised float32)
     NORMALIZE presets, get_normalize(name)
-    TrainTransform(img_size, scale, ratio, flip, mean, std, randaugment=(n, m) | None, random_erasing, ops, fill, in_chans)
+    TrainTransform(img_size, scale, ratio, flip, mean, std, randaugment=(n, m) | None, random_erasing, ops, fill, in_chans, translate)
     EvalTransform(img_size, mean, std, crop_pct=None, in_chans=None)
     Mixup(mixup_alpha, cutmix_alpha, prob, switch_prob, label_smoothing, num_classes)(x, y, generator) -> (x, soft targets)
     smooth_one_hot(y, num_classes, smoothing), preprocess_pil(img, img_size, mean, std, in_chans) -> (C,H,W)

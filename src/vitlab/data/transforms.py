@@ -201,7 +201,7 @@ def _geometric_matrices(ops: tuple[str, ...], choice: Tensor, v: Tensor, h: int,
 
 
 class TrainTransform:
-    """Inception crop + horizontal flip + resize (+ RandAugment, random erasing) + normalise, batched.
+    """Inception crop + horizontal flip + resize (+ shift, RandAugment, random erasing) + normalise, batched.
 
     scale: range of the crop's area as a fraction of the image (paper: 5%-100%); ratio: aspect range.
     randaugment=(num_ops, magnitude): each sample gets num_ops ops drawn from `ops` at the fixed
@@ -209,6 +209,8 @@ class TrainTransform:
     crop's affine map (so they are applied before the colour ops), pixels from outside the image take
     `fill` (None: the value that normalises to 0). random_erasing: probability of one erased box per
     sample (area 2%-33%), filled with normal noise after normalisation, as timm does.
+    translate: shift each output by a whole number of pixels drawn uniformly from [-translate, translate]
+    per axis, uncovered pixels taking `fill` (CIFAR's pad-and-random-crop; whole pixels, so no resampling blur).
     in_chans converts gray <-> RGB for a model that expects the other.
     """
 
@@ -225,8 +227,11 @@ class TrainTransform:
         ops: Sequence[str] = DEFAULT_RANDAUGMENT_OPS,
         fill: float | None = None,
         in_chans: int | None = None,
+        translate: int = 0,
     ) -> None:
         self.img_size = to_2tuple(img_size, "img_size")
+        if not 0 <= translate < min(self.img_size):
+            raise ValueError(f"translate must be a whole number of pixels in [0, {min(self.img_size)}), got {translate}")
         if not 0 < scale[0] <= scale[1] <= 1:
             raise ValueError(f"scale must satisfy 0 < min <= max <= 1, got {scale}")
         if not 0 < ratio[0] <= ratio[1]:
@@ -240,7 +245,7 @@ class TrainTransform:
             raise ValueError(f"random_erasing is a probability in [0, 1], got {random_erasing}")
         self.scale, self.ratio, self.flip = tuple(scale), tuple(ratio), flip
         self.randaugment, self.ops, self.fill = randaugment, tuple(ops), fill
-        self.random_erasing = random_erasing
+        self.random_erasing, self.translate = random_erasing, int(translate)
         self.norm = _Normalize(mean, std, in_chans)
 
     def crop_params(self, b: int, h: int, w: int, g: torch.Generator | None) -> Tensor:
@@ -269,7 +274,7 @@ class TrainTransform:
         return torch.stack([top, left, ch, cw], 1)
 
     def _affine(self, b: int, h: int, w: int, g: torch.Generator | None) -> Tensor:
-        """(b, 3, 3) output->source map in normalised coordinates: crop, then flip."""
+        """(b, 3, 3) output->source map in normalised coordinates: crop, then flip, then shift."""
         top, left, ch, cw = self.crop_params(b, h, w, g).unbind(1)
         theta = torch.zeros(b, 3, 3, dtype=torch.float64)
         theta[:, 0, 0], theta[:, 0, 2] = cw / w, (2 * left + cw) / w - 1
@@ -278,6 +283,12 @@ class TrainTransform:
         if self.flip:
             flip = torch.rand(b, generator=g) < 0.5
             theta[:, 0, 0] = torch.where(flip, -theta[:, 0, 0], theta[:, 0, 0])
+        if self.translate:
+            oh, ow = self.img_size
+            shift = torch.randint(-self.translate, self.translate + 1, (b, 2), generator=g).double()
+            move = torch.eye(3, dtype=torch.float64).repeat(b, 1, 1)
+            move[:, 0, 2], move[:, 1, 2] = 2 * shift[:, 0] / ow, 2 * shift[:, 1] / oh
+            theta = theta @ move
         return theta
 
     def __call__(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -288,7 +299,7 @@ class TrainTransform:
         theta = self._affine(b, h, w, g)
         ops = tuple(o for o in self.ops if o != "color" or c == 3)  # saturation means nothing on gray
         plan: list[tuple[str, Tensor, Tensor]] = []  # (op, sample indices, signed strength) per slot
-        geometric = False
+        geometric = self.translate > 0  # shifted-in pixels take the fill value
         if self.randaugment is not None:
             n_ops, magnitude = self.randaugment
             choice = torch.randint(len(ops), (b, n_ops), generator=g)

@@ -43,6 +43,7 @@ class DataSection:
     crop_scale: tuple[float, float] = (0.08, 1.0)  # Inception crop area range (paper: 0.05-1)
     crop_ratio: tuple[float, float] = (0.75, 1.3333333)  # Inception crop aspect-ratio range
     flip: bool = True  # random horizontal flip
+    translate: int = 0  # random shift by up to this many whole pixels per axis, uncovered pixels filled (pad + crop)
     randaugment: tuple[int, int] | None = None  # (num_ops, magnitude 0-10)
     random_erasing: float = 0.0  # probability of erasing a random rectangle per image
     mixup_alpha: float = 0.0  # mixup Beta(alpha, alpha); 0: off

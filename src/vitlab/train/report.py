@@ -94,7 +94,7 @@ def render_report(cfg: Config, final: dict[str, Any], records: list[dict[str, An
         f"Optimizer: {o.name} lr {o.lr} wd {o.weight_decay} clip {o.clip_grad_norm}, {o.loss} cross-entropy; "
         f"schedule: {s.decay}, warmup {s.warmup_steps if s.warmup_steps is not None else str(s.warmup_epochs) + ' epochs'}; "
         f"batch {d.batch_size}.",
-        f"Augmentation: crop scale {list(d.crop_scale)}, flip {d.flip}, RandAugment {d.randaugment}, "
+        f"Augmentation: crop scale {list(d.crop_scale)}, flip {d.flip}, shift {d.translate} px, RandAugment {d.randaugment}, "
         f"mixup {d.mixup_alpha} / cutmix {d.cutmix_alpha}, label smoothing {d.label_smoothing}, "
         f"random erasing {d.random_erasing}.",
         "",

@@ -24,7 +24,8 @@ class TrainState:
         self.cfg, self.model, self.objective, self.plan, self.d, self.run_dir = cfg, model, objective, plan, d, run_dir
         mc, data = model.cfg, cfg.data  # augmentation at the model's own size; a low-resolution stage resizes after
         self.train_tf = TrainTransform(mc.img_size, data.crop_scale, data.crop_ratio, data.flip, mc.mean, mc.std,
-                                       data.randaugment, data.random_erasing, in_chans=mc.in_chans)
+                                       data.randaugment, data.random_erasing, in_chans=mc.in_chans,
+                                       translate=data.translate)
         self.trained = objective.attach(model)  # the module the optimizer steps (model, or a wrapper of it)
         if plan.size_at(0) != tuple(model.cfg.img_size):  # before the optimizer and EMA exist: nothing else to update
             model.set_input_size(plan.size_at(0))
