@@ -40,9 +40,15 @@ def test_experiment_runs_at_smoke_budget(tmp_path, name):
         assert result["seeds"] == 2 and "±" in (out / "summary.md").read_text().split("## Results")[1]
     if name == "transfer":  # fine-tuning at 42px from a 28px checkpoint, and the raw-pixel floor
         rows = {r["arm"]: r for r in result["arms"]}
-        assert rows["finetune-42-bicubic"]["config"]["model"]["pos_resample"] == "bicubic"
-        assert rows["finetune-42-official"]["config"]["model"]["img_size"] == [42, 42]
+        assert rows["finetune-42-bicubic-lr0.01"]["config"]["model"]["pos_resample"] == "bicubic"
+        assert rows["finetune-42-official-lr0.03"]["config"]["model"]["img_size"] == [42, 42]
         assert rows["probe-pixels"]["config"]["model"] is None and "shots25" in rows["probe-pixels"]["metrics"]
+    if name in ("transfer", "masked-patch"):  # every downstream arm swept over its lr grid, chosen on dev
+        rows = {r["arm"]: r for r in result["arms"]}
+        assert [rows[f"finetune-28-lr{lr}" if name == "transfer" else f"finetune-masked-lr{lr}"]["config"]["optim"]["lr"]
+                for lr in ("0.001", "0.003", "0.01", "0.03")] == [0.001, 0.003, 0.01, 0.03]
+        assert all("dev_loss" in r["metrics"] for r in result["arms"] if "sweep" in r["tags"])
+        assert (out / "summary.md").read_text().count("| yes |") == (4 if name == "transfer" else 3)
     # the report re-renders from result.json alone, with the same verdict
     (out / "summary.md").unlink()
     (out / "plot.png").unlink()

@@ -52,3 +52,16 @@ def test_combine():
     assert combine([chk("agrees"), chk("inconclusive"), chk("disagrees")]) == "disagrees"
     with pytest.raises(ValueError):
         combine([])
+
+
+def test_learning_rate_is_chosen_on_dev_accuracy_then_dev_loss_never_test():
+    from vitlab.experiments.catalog import _best_lr, _lr_arm
+    from vitlab.experiments.core import Results
+
+    def row(lr, dev, loss, test):
+        return {"arm": _lr_arm("ft", lr), "metrics": {"dev_top1": dev, "dev_loss": loss, "top1": test, "n": 100}}
+
+    res = Results([row(0.01, 80.0, 0.9, 60.0), row(0.03, 84.0, 0.7, 50.0), row(0.1, 84.0, 0.5, 40.0)])
+    assert _best_lr(res, "ft", [0.01, 0.03, 0.1]) == 0.1  # tie on dev top-1 -> lower dev loss; test ignored
+    res = Results([row(0.01, 88.0, 0.9, 60.0), row(0.03, 84.0, 0.1, 90.0)])
+    assert _best_lr(res, "ft", [0.01, 0.03]) == 0.01

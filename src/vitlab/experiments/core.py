@@ -137,10 +137,17 @@ class Results:
         return list(dict.fromkeys(r["arm"] for r in self.rows))
 
 
-def train_metrics(final: dict[str, Any]) -> dict[str, Any]:
-    """The numbers an analysis uses from a training run's final.json (accuracies in percent)."""
+def train_metrics(final: dict[str, Any], run_dir: Path | None = None) -> dict[str, Any]:
+    """The numbers an analysis uses from a training run's final.json (accuracies in percent), and from
+    its metrics.jsonl the last dev-split evaluation (``dev_top1``, ``dev_loss``: what lr choices use)."""
     keys = ("top1", "top5", "masked_acc", "best_dev_top1", "best_dev_masked_acc", "n", "steps", "train_time_s")
-    return {k: final[k] for k in keys if k in final}
+    out = {k: final[k] for k in keys if k in final}
+    log = run_dir / "metrics.jsonl" if run_dir is not None else None
+    if log is not None and log.is_file():
+        evals = [r for r in map(json.loads, log.read_text().splitlines()) if "dev_loss" in r]
+        if evals:
+            out.update({k: evals[-1][k] for k in ("dev_top1", "dev_loss") if k in evals[-1]})
+    return out
 
 
 def probe_metrics(final: dict[str, Any]) -> dict[str, Any]:
@@ -215,7 +222,7 @@ def run_arm(arm: Arm, ctx: Context, progress: bool = True) -> dict[str, Any]:
     elif not done:
         _run_probe(arm, run_dir, ctx.device, progress)
     final = json.loads((run_dir / "final.json").read_text())
-    metrics = train_metrics(final) if arm.kind == "train" else probe_metrics(final)
+    metrics = train_metrics(final, run_dir) if arm.kind == "train" else probe_metrics(final)
     return {"arm": arm.name, "seed": arm.seed, "kind": arm.kind, "tags": arm.tags, "config": config or arm.probe,
             "metrics": metrics, "wall_time_s": final.get("wall_time_s_this_process", final.get("wall_time_s")),
             "device": final.get("device"), "run_dir": str(run_dir.relative_to(ctx.root)), "skipped": done}

@@ -104,10 +104,10 @@ def finetune(dataset: str, model: dict[str, Any], weights: str, scale: Scale, n_
     return cfg
 
 
-def scratch(dataset: str, model: dict[str, Any], scale: Scale, n_steps: int, seed: int, *, batch: int = 50,
-            device: str = "auto") -> dict[str, Any]:
+def scratch(dataset: str, model: dict[str, Any], scale: Scale, n_steps: int, seed: int, *, lr: float = 2e-3,
+            batch: int = 50, device: str = "auto") -> dict[str, Any]:
     """The main job's recipe on the small downstream set alone (no pretraining)."""
-    return classify(dataset, model, scale, n_steps, seed, batch=batch, device=device)
+    return classify(dataset, model, scale, n_steps, seed, lr=lr, batch=batch, device=device)
 
 
 # ------------------------------------------------------------------------------------- derived data
