@@ -64,7 +64,8 @@ def classify(dataset: str, model: dict[str, Any], scale: Scale, n_steps: int, se
              optim: str = "adamw", weight_decay: float = 0.05, batch: int | None = None, train_limit: int | None = None,
              dev_fraction: float = 0.1, label_smoothing: float = 0.1, objective: str = "classify",
              device: str = "auto") -> dict[str, Any]:
-    """The main job's recipe (AdamW, cosine, flips only, label smoothing 0.1, clip 1) as a config dict,
+    """The main job's optimiser and schedule (AdamW, cosine, label smoothing 0.1, clip 1) with flips as the only
+    augmentation (the main job adds 1-px shifts and random erasing for its 38 epochs) as a config dict,
     with a dev split held out from the training data for every per-epoch evaluation (the test set is read
     once, at the end). Warmup: 5% of the steps."""
     return {
