@@ -52,8 +52,8 @@ def _best_lr(res: Results, name: str, lrs: list[float], metric: str = "dev_top1"
     dev split, go to the lower final dev loss). The test set plays no part in the choice."""
     def score(lr: float) -> tuple[float, float]:
         a = _lr_arm(name, lr)
-        loss = res.values(a, "dev_loss") if metric == "dev_top1" else [0.0]
-        return sum(res.values(a, metric)), -sum(loss)
+        tiebreak = -sum(res.values(a, "dev_loss")) if metric == "dev_top1" else 0.0
+        return sum(res.values(a, metric)), tiebreak
 
     return max(lrs, key=score)
 
@@ -173,11 +173,16 @@ _TRANSFER_ROWS = {
 }
 
 
+def _swept_lrs(res: Results, name: str) -> list[float]:
+    """The lrs a sweep actually ran, read from its arms' tags (in the order they were planned)."""
+    return [t["lr"] for t in map(res.tags, res.arms()) if t.get("sweep") == name]
+
+
 def _chosen_arms(res: Results, names: dict[str, str]) -> tuple[dict[str, str], list[dict[str, Any]]]:
     """Per downstream arm, the run its dev split chose, and the rows of every sweep."""
     chosen, rows = {}, []
     for name, what in names.items():
-        lrs = SCRATCH_LRS if name == "scratch" else FINETUNE_LRS
+        lrs = _swept_lrs(res, name)
         lr = _best_lr(res, name, lrs)
         chosen[name] = _lr_arm(name, lr)
         rows += _sweep_rows(res, name, lrs, lr, what)
