@@ -26,7 +26,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_peers import main_job_config  # noqa: E402
 
-from vitlab.deploy import MissingPackageError, export_onnx, open_backend  # noqa: E402
+from vitlab.deploy import export_onnx, open_backend  # noqa: E402
+from vitlab.errors import MissingDependencyError  # noqa: E402
 from vitlab.models.registry import get_config  # noqa: E402
 from vitlab.models.vit import VisionTransformer  # noqa: E402
 from vitlab.train.precision import cpu_bf16_flags  # noqa: E402
@@ -46,7 +47,7 @@ def engines(source, tmp: Path, threads: int) -> tuple[dict[str, object], list[st
             continue
         try:
             runs[label] = open_backend(source if backend == "torch" else onnx_path, backend, threads, precision=prec)
-        except MissingPackageError as e:
+        except MissingDependencyError as e:
             notes.append(f"{label}: skipped, {e}")
     return runs, notes
 

@@ -1,9 +1,11 @@
-"""The attention implementations (SDPA, explicit matmul + softmax) compute the same function."""
+"""The attention kernels (SDPA, explicit matmul + softmax) compute the same function; "auto" picks one
+by a one-time probe per shape on the CPU."""
 import pytest
 import torch
 
+from vitlab.models import attn_kernel
 from vitlab.models.registry import get_config
-from vitlab.models.vit import EXPLICIT_ATTN_MAX_TOKENS, Attention, VisionTransformer
+from vitlab.models.vit import VisionTransformer
 
 
 def _tiny(patch: int) -> VisionTransformer:
@@ -36,11 +38,73 @@ def test_sdpa_and_explicit_agree_forward_and_backward(patch):
         torch.testing.assert_close(results[impl][1], results["sdpa"][1], rtol=1e-4, atol=1e-5)
 
 
-def test_auto_rule_and_attention_maps():
-    attn = Attention(32, 4)
-    assert attn._explicit(EXPLICIT_ATTN_MAX_TOKENS, torch.device("cpu"))
-    assert not attn._explicit(EXPLICIT_ATTN_MAX_TOKENS + 1, torch.device("cpu"))
-    assert not attn._explicit(17, torch.device("cuda"))
+class FakeProbe:
+    """Stands in for the timing probe: fixed seconds per kernel, and the shapes it was asked about."""
+
+    def __init__(self) -> None:
+        self.times, self.calls = {"explicit": 1.0, "sdpa": 1.0}, []
+
+    def __call__(self, q_shape, keys, dtype, grad) -> dict[str, float]:
+        self.calls.append((tuple(q_shape), keys, dtype, grad))
+        return dict(self.times)
+
+
+@pytest.fixture
+def fake_probe(monkeypatch):
+    """Every call is big enough to probe; the probe answers what the test sets."""
+    attn_kernel.forget()
+    fake = FakeProbe()
+    monkeypatch.setattr(attn_kernel, "probe", fake)
+    monkeypatch.setattr(attn_kernel, "PROBE_MIN_MACS", 0)
+    yield fake
+    attn_kernel.forget()
+
+
+def test_auto_probes_once_per_shape_and_keeps_the_choice(fake_probe):
+    model = _tiny(7)
+    x = torch.randn(3, 1, 28, 28)
+    fake_probe.times["explicit"] = 2.0  # SDPA clearly faster: it replaces the rule's explicit kernel
+    model(x).sum().backward()  # training shapes: 17 queries in the first block, 1 (the class token) in the last
+    model(x).sum().backward()
+    with torch.no_grad():
+        model(x)  # inference is another key: no backward follows
+    assert sorted(fake_probe.calls) == sorted([((3, 4, 17, 8), 17, torch.float32, True), ((3, 4, 1, 8), 17, torch.float32, True),
+                                               ((3, 4, 17, 8), 17, torch.float32, False), ((3, 4, 1, 8), 17, torch.float32, False)])
+    assert set(attn_kernel.chosen().values()) == {"sdpa"}
+
+
+@pytest.mark.parametrize("explicit_s, expect", [(1.1, "explicit"), (1.3, "sdpa")])
+def test_the_rule_holds_unless_the_other_kernel_is_clearly_faster(fake_probe, explicit_s, expect):
+    fake_probe.times["explicit"] = explicit_s
+    q = torch.randn(2, 4, 17, 8)  # 17 keys: the rule says explicit
+    assert attn_kernel.choose("auto", q, q) == expect
+
+
+def test_small_calls_keep_the_rule_without_probing(fake_probe, monkeypatch):
+    monkeypatch.setattr(attn_kernel, "PROBE_MIN_MACS", 1e6)
+    short, long = torch.randn(2, 4, 17, 8), torch.randn(2, 4, attn_kernel.RULE_EXPLICIT_MAX_TOKENS + 1, 8)
+    assert attn_kernel.choose("auto", short, short) == "explicit"
+    assert attn_kernel.choose("auto", long, long) == "sdpa"
+    assert fake_probe.calls == [] and attn_kernel.chosen() == {}
+
+
+def test_auto_follows_the_choice_and_cuda_takes_sdpa(fake_probe, monkeypatch):
+    used, _sdpa = [], attn_kernel.sdpa_attention
+    monkeypatch.setattr(attn_kernel, "sdpa_attention", lambda *a, **k: used.append("sdpa") or _sdpa(*a, **k))
+    fake_probe.times["explicit"] = 2.0
+    model = _tiny(7).eval()
+    with torch.no_grad():
+        model(torch.randn(2, 1, 28, 28))
+    assert used == ["sdpa"] * 2
+    q = torch.empty(1, 4, 17, 8, device="meta")
+    assert attn_kernel.choose("auto", q, q) == "sdpa"  # not a CPU: no probe
+    assert attn_kernel.choose("explicit", q, q) == "explicit"
+
+
+def test_the_real_probe_picks_a_kernel_and_maps_stay_available():
+    attn_kernel.forget()
+    times = attn_kernel.probe(torch.Size([2, 4, 17, 8]), 17, torch.float32, True)
+    assert times.keys() == {"explicit", "sdpa"} and all(t > 0 for t in times.values())
     model = _tiny(4).eval()
     _set_impl(model, "sdpa")  # maps are still returned when the fast path is SDPA
     x = torch.randn(2, 1, 28, 28)
@@ -48,6 +112,16 @@ def test_auto_rule_and_attention_maps():
     assert inter.attentions[0].shape == (2, 4, 50, 50)
     torch.testing.assert_close(inter.attentions[0].sum(-1), torch.ones(2, 4, 50))
     torch.testing.assert_close(inter.features, model.forward_features(x))
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::torch.jit.TracerWarning")
+def test_tracing_uses_the_rule_without_probing(fake_probe):
+    q = torch.randn(1, 2, 17, 8)
+    long = torch.randn(1, 2, attn_kernel.RULE_EXPLICIT_MAX_TOKENS + 1, 8)
+    traced = []
+    torch.jit.trace(lambda a, b: traced.append((attn_kernel.choose("auto", a, a), attn_kernel.choose("auto", b, b))) or a,
+                    (q, long), check_trace=False)
+    assert set(traced) == {("explicit", "sdpa")} and fake_probe.calls == []
 
 
 def test_unknown_impl_is_named():

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from ..utils.size import Size, to_2tuple
+from . import attn_kernel
 from .hybrid import HybridEmbed
 from .layers import ConfigDict, check_image, lecun_normal_
 from .pos_embed import RESAMPLE_METHODS, resample_axis, resample_pos_embed, sincos_2d
@@ -131,25 +132,23 @@ class PatchEmbed(nn.Module):
                 "call model.set_input_size(...) or create the model with dynamic_img_size=True"
             )
         grid = self.grid_size(tuple(x.shape[-2:]))
-        return self.proj(x).flatten(2).transpose(1, 2), grid
+        (B, C, _, _), (h, w), P = x.shape, grid, self.patch_size
+        # The conv's weights, applied as the matmul they are: (B, h*w, C*P*P) patches x (C*P*P, D). Same
+        # function as self.proj(x); on the CPU the matmul and its backward cost a fraction of the conv's.
+        patches = x.reshape(B, C, h, P, w, P).permute(0, 2, 4, 1, 3, 5).reshape(B, h * w, C * P * P)
+        return F.linear(patches, self.proj.weight.flatten(1), self.proj.bias), grid
 
 
 # ----------------------------------------------------------------------------------------------------
 # Transformer encoder (Vaswani et al.) in its pre-LN form.
 
 
-# Up to this many tokens, explicit matmul + softmax beats scaled_dot_product_attention on the CPU:
-# its kernels are built for long sequences, and at 17 tokens (the main job: 4x4 patches + class
-# token) their overhead outweighs the work (REFERENCE section 13; benchmarks/bench_peers.py).
-EXPLICIT_ATTN_MAX_TOKENS = 32
-ATTN_IMPLS = ("auto", "sdpa", "explicit")
-
-
 class Attention(nn.Module):
     """Multi-head self-attention; q, k and v are one fused Linear (same maths as three, one matmul).
 
-    ``impl``: "auto" (explicit on the CPU up to EXPLICIT_ATTN_MAX_TOKENS tokens, SDPA otherwise),
-    "sdpa" or "explicit"; both compute the same function. Attention maps always take the explicit path.
+    ``impl``: "explicit" (matmul + softmax), "sdpa" (torch's scaled_dot_product_attention) or "auto"
+    (whichever a one-time probe found faster for the shape here; see attn_kernel.py). All compute the
+    same function. Attention maps always take the explicit path.
     """
 
     impl = "auto"
@@ -164,26 +163,27 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
 
-    def forward(self, x: Tensor, return_attention: bool = False) -> tuple[Tensor, Tensor | None]:
+    def forward(self, x: Tensor, return_attention: bool = False,
+                num_queries: int | None = None) -> tuple[Tensor, Tensor | None]:
+        """``num_queries``: only the first that many tokens attend and get an output (the others still
+        serve as keys and values); a classifier that reads the class token needs no more in the last block."""
         B, N, D = x.shape
-        # (B, N, 3 * D) -> q, k, v as (B, heads, N, head_dim) strided views of the one qkv output.
-        q, k, v = self.qkv(x).view(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        H, Dh = self.num_heads, self.head_dim
+        if num_queries is None:
+            # (B, N, 3 * D) -> q, k, v as (B, heads, N, head_dim) strided views of the one qkv output.
+            q, k, v = self.qkv(x).view(B, N, 3, H, Dh).permute(2, 0, 3, 1, 4).unbind(0)
+        else:
+            w, b = self.qkv.weight, self.qkv.bias
+            q = F.linear(x[:, :num_queries], w[:D], b[:D]).view(B, num_queries, H, Dh).transpose(1, 2)
+            k, v = F.linear(x, w[D:], b[D:]).view(B, N, 2, H, Dh).permute(2, 0, 3, 1, 4).unbind(0)
         drop = self.attn_drop if self.training else 0.0
         attn = None
-        if return_attention or self._explicit(N, x.device):
-            attn = torch.matmul(q, k.transpose(-2, -1)).mul_(self.scale).softmax(dim=-1)
-            out = torch.matmul(F.dropout(attn, drop, self.training), v)
+        if return_attention or attn_kernel.choose(self.impl, q, k) == "explicit":
+            out, attn = attn_kernel.explicit_attention(q, k, v, self.scale, drop, self.training)
         else:
-            out = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)
-        out = self.proj(out.transpose(1, 2).reshape(B, N, D))
+            out = attn_kernel.sdpa_attention(q, k, v, self.scale, drop)
+        out = self.proj(out.transpose(1, 2).reshape(B, q.shape[2], D))
         return self.proj_drop(out), attn if return_attention else None
-
-    def _explicit(self, num_tokens: int, device: torch.device) -> bool:
-        if self.impl == "auto":
-            return device.type == "cpu" and num_tokens <= EXPLICIT_ATTN_MAX_TOKENS
-        if self.impl not in ATTN_IMPLS:
-            raise ValueError(f"Attention.impl={self.impl!r} is not one of {ATTN_IMPLS}")
-        return self.impl == "explicit"
 
 
 class Mlp(nn.Module):
@@ -253,8 +253,12 @@ class Block(nn.Module):
         self.mlp = Mlp(D, cfg.mlp_dim, cfg.act, drop=cfg.drop_rate)
         self.drop_path = DropPath(drop_path)
 
-    def forward(self, x: Tensor, return_attention: bool = False) -> tuple[Tensor, Tensor | None]:
-        y, attn = self.attn(self.norm1(x), return_attention)
+    def forward(self, x: Tensor, return_attention: bool = False,
+                num_queries: int | None = None) -> tuple[Tensor, Tensor | None]:
+        """``num_queries``: output only the first that many tokens (see Attention)."""
+        y, attn = self.attn(self.norm1(x), return_attention, num_queries)
+        if num_queries is not None:
+            x = x[:, :num_queries]
         x = x + self.drop_path(y)
         x = x + self.drop_path(self.mlp(self.norm2(x)))
         return x, attn
@@ -377,13 +381,18 @@ class VisionTransformer(nn.Module):
 
     def forward_features(self, x: Tensor) -> Tensor:
         """Image batch -> final normed tokens (B, prefix + h*w, D)."""
+        return self._encode(x)
+
+    def _encode(self, x: Tensor, last_queries: int | None = None) -> Tensor:
+        """forward_features, where the last block outputs only the first ``last_queries`` tokens if given."""
         x, grid = self.patch_embed(x)
         x = self.patch_drop(self._pos_embed(x, grid))
-        for blk in self.blocks:
+        for i, blk in enumerate(self.blocks):
+            queries = last_queries if i == len(self.blocks) - 1 else None
             if self.grad_checkpointing and torch.is_grad_enabled():
-                x = checkpoint(blk, x, use_reentrant=False)[0]
+                x = checkpoint(blk, x, False, queries, use_reentrant=False)[0]
             else:
-                x = blk(x)[0]
+                x = blk(x, num_queries=queries)[0]
         return self.norm(x)
 
     def pool(self, x: Tensor) -> Tensor:
@@ -397,7 +406,11 @@ class VisionTransformer(nn.Module):
         return x if pre_logits else self.head(x)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(x))
+        # With the class-token classifier the logits depend on the other tokens only through the keys and
+        # values of the last block, so that block computes the class token's output alone: same logits,
+        # ~1/depth less work. forward_features still returns every token.
+        last_queries = self.num_prefix_tokens if self.cfg.classifier == "token" else None
+        return self.forward_head(self._encode(x, last_queries))
 
     def forward_intermediates(
         self,
