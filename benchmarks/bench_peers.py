@@ -6,13 +6,15 @@ test extra). Training step = forward + backward + fused AdamW step (what vitlab'
 inference = forward under inference_mode at a larger batch. Both in fp32 and, where the CPU has native
 bf16 (avx512_bf16 / amx_bf16), under bf16 autocast. Measurements of all implementations are
 interleaved round by round, so load from other processes hits them alike; medians are reported, with
-images/s, achieved GFLOP/s (analytic matmul FLOPs; training = 3x forward), its share of the matmul peak
+images/s, achieved GFLOP/s (analytic matmul FLOPs of the whole encoder, training = 3x forward; vitlab's
+classifier skips the last block's work on patch tokens, so its figure is effective), its share of the matmul peak
 measured in the same run (fp32 peak for fp32 rows, bf16 peak for bf16 rows), and the ratio to the
-fastest peer. ``--compile`` adds vitlab under torch.compile (as ``train.compile=true`` trains).
+fastest eager peer. ``--compile vitlab`` adds vitlab under torch.compile (as ``train.compile`` trains),
+``--compile all`` every implementation, with a second ratio against the fastest compiled peer.
 Run from the repository root:
 
     python3 benchmarks/bench_peers.py                         # the main-job model (configs/fmnist.yaml)
-    python3 benchmarks/bench_peers.py --compile --rounds 5
+    python3 benchmarks/bench_peers.py --compile all --rounds 5
     python3 benchmarks/bench_peers.py --case vit_s16 --train-batch 8 --infer-batch 8
 """
 from __future__ import annotations
@@ -98,8 +100,9 @@ def build_lucidrains(cfg: ViTConfig) -> nn.Module:
                dim_head=cfg.embed_dim // cfg.num_heads)
 
 
-def implementations(cfg: ViTConfig, compile_vitlab: bool) -> tuple[dict[str, nn.Module], list[str]]:
-    """name -> model for every implementation whose package imports; and notes on those that did not."""
+def implementations(cfg: ViTConfig, compile_what: str) -> tuple[dict[str, nn.Module], list[str]]:
+    """name -> model for every implementation whose package imports (and "name+compile" for those
+    ``compile_what`` names: none, vitlab or all); and notes on those that did not import."""
     builders: dict[str, Callable[[], nn.Module]] = {
         "vitlab": lambda: build_vitlab(cfg),
         "timm": lambda: build_timm(cfg),
@@ -107,6 +110,9 @@ def implementations(cfg: ViTConfig, compile_vitlab: bool) -> tuple[dict[str, nn.
         "hf-eager": lambda: build_hf(cfg, "eager"),
         "lucidrains": lambda: build_lucidrains(cfg),
     }
+    # Each (mode, precision) and vitlab's two block variants compile anew: more than dynamo's default
+    # recompile limit (8) allows before it silently falls back to eager.
+    torch._dynamo.config.recompile_limit = 64
     models, notes = {}, []
     for name, build in builders.items():
         try:
@@ -114,9 +120,9 @@ def implementations(cfg: ViTConfig, compile_vitlab: bool) -> tuple[dict[str, nn.
             models[name] = build()
         except Exception as e:  # a peer that is not installed (or cannot import here) is reported, not fatal
             notes.append(f"{name}: not measured ({type(e).__name__}: {str(e).splitlines()[0][:100]})")
-    if compile_vitlab:
+    for name in [n for n in models if compile_what == "all" or n == compile_what]:
         torch.manual_seed(0)
-        models["vitlab+compile"] = torch.compile(build_vitlab(cfg))
+        models[name + "+compile"] = torch.compile(builders[name]())
     return models, notes
 
 
@@ -170,7 +176,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="torch threads (0: torch's default)")
     ap.add_argument("--modes", default="train,infer", help="comma list of train, infer")
     ap.add_argument("--precisions", default="fp32,bf16", help="comma list; bf16 only where the CPU has it natively")
-    ap.add_argument("--compile", action="store_true", help="also vitlab under torch.compile")
+    ap.add_argument("--compile", default="none", choices=("none", "vitlab", "all"),
+                    help="also these implementations under torch.compile")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -211,17 +218,22 @@ def main() -> None:
           f"{cfg.in_chans}, act {cfg.act}")
     for p in precisions:
         print(f"matmul peak {p} (2048^2): {peak[p]:.0f} GFLOP/s")
-    print(f"{'mode':<7}{'prec':<6}{'impl':<16}{'batch':>6}{'img/s':>10}{'GFLOP/s':>9}{'% peak':>8}{'vs best peer':>14}")
+    compiled_peers = args.compile == "all"
+    print(f"{'mode':<7}{'prec':<6}{'impl':<20}{'batch':>6}{'img/s':>10}{'GFLOP/s':>9}{'% peak':>8}{'vs best peer':>14}"
+          + (f"{'vs best compiled peer':>23}" if compiled_peers else ""))
     for (mode, prec), per_impl in times.items():
         sec = {name: statistics.median(v) for name, v in per_impl.items()}
-        peers = [s for name, s in sec.items() if not name.startswith("vitlab")]
-        best = min(peers) if peers else None
+        peers = {name: s for name, s in sec.items() if not name.startswith("vitlab")}
+        best = min((s for name, s in peers.items() if not name.endswith("+compile")), default=None)
+        best_compiled = min((s for name, s in peers.items() if name.endswith("+compile")), default=None)
         b = batch[mode]
         flops = flops_per_image(cfg) * (3 if mode == "train" else 1) * b
         for name, s in sec.items():
             ratio = f"{best / s:13.2f}x" if best else "             -"
+            if compiled_peers:
+                ratio += f"{best_compiled / s:22.2f}x" if best_compiled else "                      -"
             gf = flops / s / 1e9
-            print(f"{mode:<7}{prec:<6}{name:<16}{b:>6}{b / s:>10.1f}{gf:>9.1f}{100 * gf / peak[prec]:>7.1f}%{ratio}")
+            print(f"{mode:<7}{prec:<6}{name:<20}{b:>6}{b / s:>10.1f}{gf:>9.1f}{100 * gf / peak[prec]:>7.1f}%{ratio}")
     for n in notes:
         print("note:", n)
 

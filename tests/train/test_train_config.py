@@ -52,6 +52,7 @@ def test_override_value_parsing():
     ("data.crop_scale=[0.1]", "expected 2 values"),
     ("optim.name=lamb", "optim.name='lamb' is not one of"),
     ("data.accum_steps=3", "multiple of data.accum_steps"),
+    ("train.compile=sometimes", "train.compile='sometimes' is not one of true, false, auto"),
 ])
 def test_bad_values_name_the_field(override, match):
     with pytest.raises(ValueError, match=match):
@@ -106,3 +107,20 @@ def test_setting_steps_or_epochs_replaces_the_other():
     assert (both.schedule.steps, both.schedule.epochs) == (7, None)
     with pytest.raises(ValueError, match="set schedule.epochs >= 1 or schedule.steps"):
         load_config(CONFIGS / "fmnist.yaml", ["schedule.epochs=null"])
+
+
+def test_compile_auto_needs_cuda_or_a_cpu_compiler(monkeypatch):
+    import torch
+
+    from vitlab.train.state import use_compile
+
+    assert load_config(None, ["model.name=vit_mnist", "train.compile=auto"]).train.compile == "auto"
+    assert load_config(None, ["model.name=vit_mnist", "train.compile=true"]).train.compile is True
+    assert use_compile(True, torch.device("cpu")) == (True, "") and use_compile(False, torch.device("cuda")) == (False, "")
+    assert use_compile("auto", torch.device("cuda"))[0]
+    monkeypatch.setenv("CXX", "")
+    monkeypatch.setattr("shutil.which", lambda name: None)  # a bare machine: no C++ compiler anywhere
+    on, why = use_compile("auto", torch.device("cpu"))
+    assert not on and "no C++ compiler" in why
+    monkeypatch.setattr("shutil.which", lambda name: f"/usr/bin/{name}" if name == "clang++" else None)
+    assert use_compile("auto", torch.device("cpu")) == (True, "auto: C++ compiler clang++")

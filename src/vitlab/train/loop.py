@@ -282,7 +282,8 @@ def _banner(st: TrainState, data: Data, resumed: Path | None) -> str:
             f"{data.test_name if data.eval_name == 'test' else data.eval_name}), {st.plan.total_steps} steps "
             f"x batch {c.data.batch_size} ({d.world} process(es) x {c.data.accum_steps} accumulation x "
             f"{st.plan.micro}), {d.device}, {torch.get_num_threads()} threads, {st.precision}"
-            f"{', torch.compile' if c.train.compile else ''}")
+            f"{', torch.compile' if st.compile else ''}"
+            f"{' (' + st.compile_reason + ')' if st.compile_reason else ''}")
 
 
 # -- signals -------------------------------------------------------------------------------------------------

@@ -3,6 +3,8 @@ optimizer, EMA, the augmentation stream, step counters; plus the switch to anoth
 """
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ class TrainState:
             model.set_input_size(plan.size_at(0))
         self.optimizer = build_optimizer(self.trained, cfg.optim)
         self.ema = ModelEMA(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
+        self.compile, self.compile_reason = use_compile(cfg.train.compile, d.device)
         self.net = self._wrap()
         self.gen = torch.Generator()  # augmentation stream, reseeded per micro-batch
         x = torch.zeros(plan.micro, mc.in_chans, *plan.size_at(0), device=d.device)  # a micro-batch's shape
@@ -74,13 +77,13 @@ class TrainState:
 
     def _wrap(self) -> nn.Module:
         """The module a step calls: the trained module, inside DDP when there are several processes,
-        compiled when train.compile is on."""
+        compiled when train.compile says so."""
         net = self.trained
         if self.d.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             net = DDP(self.trained, device_ids=[self.d.device] if self.d.device.type == "cuda" else None)
-        return torch.compile(net) if self.cfg.train.compile else net
+        return torch.compile(net) if self.compile else net
 
     def save(self, best: bool = False) -> Path | None:
         """Rank 0 writes RUN/checkpoints/step_N.pt (and best.pt); every process waits for it."""
@@ -130,3 +133,16 @@ class TrainState:
             torch.cuda.set_rng_state_all(st["rng"]["cuda"])
         self.step, self.best, self.train_time = int(st["step"]), float(st["best"]), float(st["train_time"])
         self.last_saved = self.step
+
+
+def use_compile(setting: bool | str, device: torch.device) -> tuple[bool, str]:
+    """Whether train.compile compiles the step here, and why (the run's first line says it). On a CPU,
+    inductor writes C++: "auto" compiles only where a compiler is on PATH, so a bare machine still trains."""
+    if setting != "auto":
+        return bool(setting), ""
+    if device.type == "cuda":
+        return True, "auto: CUDA"
+    for cxx in (os.environ.get("CXX"), "g++", "c++", "clang++"):
+        if cxx and shutil.which(cxx):
+            return True, f"auto: C++ compiler {cxx}"
+    return False, "auto: no C++ compiler found (install g++ to compile)"
