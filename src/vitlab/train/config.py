@@ -113,9 +113,7 @@ class TrainSection:
     objective: str = "classify"  # classify (labels) or masked_patch (self-supervised, paper appendix B.1.2)
     device: str = "auto"  # auto (cuda when available), cpu, cuda, cuda:1
     precision: str = "auto"  # auto (CUDA: bf16; CPU: bf16 where native and faster, see train/precision.py), fp32, bf16
-    # torch.compile the training step: true, false, or auto (on CUDA, and on a CPU where a C++ compiler is
-    # found; the main job: ~1.1x the eager step for ~20 s of compiling on 2 cores)
-    compile: bool | str = False
+    compile: bool | str = False  # torch.compile the training step: true, false, or auto (CUDA, or a CPU with a C++ compiler on PATH)
     threads: int | None = None  # torch CPU threads per process; None: cores / local processes
     ema_decay: float = 0.0  # Polyak/EMA averaging of the weights (e.g. 0.9999); 0: off. Eval and model/ use it
     eval_every_epochs: int = 1
