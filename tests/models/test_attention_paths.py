@@ -88,6 +88,13 @@ def test_small_calls_keep_the_rule_without_probing(fake_probe, monkeypatch):
     assert fake_probe.calls == [] and attn_kernel.chosen() == {}
 
 
+def test_the_probe_times_a_slice_of_a_big_batch(fake_probe, monkeypatch):
+    monkeypatch.setattr(attn_kernel, "PROBE_MAX_MACS", 2 * 4 * 17 * 17 * 8)  # two images' worth
+    q = torch.randn(6, 4, 17, 8)
+    attn_kernel.choose("auto", q, q)
+    assert fake_probe.calls == [((2, 4, 17, 8), 17, torch.float32, False)]
+
+
 def test_auto_follows_the_choice_and_cuda_takes_sdpa(fake_probe, monkeypatch):
     used, _sdpa = [], attn_kernel.sdpa_attention
     monkeypatch.setattr(attn_kernel, "sdpa_attention", lambda *a, **k: used.append("sdpa") or _sdpa(*a, **k))
