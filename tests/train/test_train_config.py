@@ -2,6 +2,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 
 from vitlab.train import load_config
 from vitlab.train.config import parse_override
@@ -124,3 +125,33 @@ def test_compile_auto_needs_cuda_or_a_cpu_compiler(monkeypatch):
     assert not on and "no C++ compiler" in why
     monkeypatch.setattr("shutil.which", lambda name: f"/usr/bin/{name}" if name == "clang++" else None)
     assert use_compile("auto", torch.device("cpu")) == (True, "auto: C++ compiler clang++")
+
+
+class _FailsToCompile(torch.nn.Module):
+    """What torch.compile returns where the C++ toolchain is broken: the first call raises."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, *args, **kwargs):
+        raise torch._dynamo.exc.BackendCompilerFailed(lambda *a: None, RuntimeError("g++: fatal error: no input files"), None)
+
+
+@pytest.mark.parametrize("setting", ["auto", "true"])
+def test_compile_auto_falls_back_to_eager_when_compiling_fails(tmp_path, monkeypatch, capsys, tiny, setting):
+    from vitlab.train import train
+    from vitlab.train import state as S
+
+    monkeypatch.setattr(S, "use_compile", lambda s, d: (s is True or s == "auto", "auto: test" if s == "auto" else ""))
+    monkeypatch.setattr(S.torch, "compile", _FailsToCompile)
+    cfg = load_config(None, tiny + ["schedule.steps=3", f"train.compile={setting}"])
+    if setting == "true":  # asked for explicitly: the error stands
+        with pytest.raises(torch._dynamo.exc.BackendCompilerFailed):
+            train(cfg, tmp_path / "run", progress=False)
+        return
+    result = train(cfg, tmp_path / "run", progress=False)
+    assert result.step == 3
+    out = capsys.readouterr().out
+    assert "torch.compile (auto: test)" in out  # the first line said it would compile
+    assert "step 0: torch.compile failed (" in out and "training eagerly" in out

@@ -99,7 +99,7 @@ def _run(cfg: Config, run_dir: Path, d: dd.Dist, resume: str | Path | bool | Non
                 st.resize(plan.size_at(st.step))
                 log.info(f"step {st.step}: training at {model.cfg.img_size[0]}x{model.cfg.img_size[1]}")
             t0 = time.perf_counter()
-            loss, gnorm, stop = train_step(st, images, labels, order, signalled[0])
+            loss, gnorm, stop = _step_or_eager(st, log, images, labels, order, signalled[0])
             dt = time.perf_counter() - t0
             st.train_time += dt
             window = [window[0] + loss, window[1] + 1, window[2] + dt]
@@ -132,6 +132,22 @@ def _setup(cfg: Config, run_dir: Path, d: dd.Dist) -> tuple[TrainState, Data]:
     plan = make_plan(cfg, len(data.train), d.world, tuple(model.cfg.img_size),
                      lambda size: model.patch_embed.grid_size(size))
     return TrainState(cfg, model, make_objective(cfg, data.classes), plan, d, run_dir), data
+
+
+def _step_or_eager(st: TrainState, log: RunLogger, *step_args: Any) -> tuple[float, float, int | None]:
+    """train_step; under train.compile=auto a step whose compiling fails (no usable C++ toolchain, say) runs
+    again eagerly, and the run goes on without compiling. An explicit train.compile=true keeps the error."""
+    try:
+        return train_step(st, *step_args)
+    except torch._dynamo.exc.BackendCompilerFailed as e:
+        if not (st.compile and st.cfg.train.compile == "auto"):
+            raise
+        st.optimizer.zero_grad(set_to_none=True)  # the failed step applied nothing; drop what it accumulated
+        st.compile, st.compile_reason = False, f"auto: compiling failed ({type(e).__name__})"
+        st.net = st._wrap()
+        log.info(f"step {st.step}: torch.compile failed ({str(e).strip().splitlines()[0][:160]}); training eagerly "
+                 "from here (train.compile=false skips compiling)")
+        return train_step(st, *step_args)
 
 
 def train_step(st: TrainState, images: Tensor, labels: Tensor, order: Tensor,
