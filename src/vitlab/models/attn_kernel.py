@@ -49,7 +49,7 @@ def sdpa_attention(q: Tensor, k: Tensor, v: Tensor, scale: float, drop: float = 
 def choose(kernel: str, q: Tensor, k: Tensor) -> str:
     """"explicit" or "sdpa" for queries ``q`` and keys ``k`` (B, heads, tokens, head_dim)."""
     if kernel not in KERNELS:
-        raise ValueError(f"attention kernel {kernel!r} is not one of {KERNELS}")
+        raise ValueError(f"Attention.impl={kernel!r} is not one of {KERNELS}")
     if kernel != "auto":
         return kernel
     if q.device.type != "cpu":

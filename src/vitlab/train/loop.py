@@ -143,8 +143,7 @@ def _step_or_eager(st: TrainState, log: RunLogger, *step_args: Any) -> tuple[flo
         if not (st.compile and st.cfg.train.compile == "auto"):
             raise
         st.optimizer.zero_grad(set_to_none=True)  # the failed step applied nothing; drop what it accumulated
-        st.compile, st.compile_reason = False, f"auto: compiling failed ({type(e).__name__})"
-        st.net = st._wrap()
+        st.stop_compiling(f"auto: compiling failed ({type(e).__name__})")
         log.info(f"step {st.step}: torch.compile failed ({str(e).strip().splitlines()[0][:160]}); training eagerly "
                  "from here (train.compile=false skips compiling)")
         return train_step(st, *step_args)

@@ -22,9 +22,9 @@ from torch import nn
 
 PRECISIONS = ("auto", "fp32", "bf16")
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
-# Below this many multiply-adds per micro-batch forward, bf16 autocast only adds casts on a CPU where
-# the main-job model (~3.5e9 at batch 256; ~2.9e9 counted since its last block computes the class token
-# alone) lost 26%; the probe runs from here up.
+# Below this many multiply-adds per micro-batch forward, bf16 autocast only adds casts on a CPU: on one,
+# the main-job model (then ~3.5e9 at batch 256; ~2.9e9 counted now that its last block computes the class
+# token alone) lost 26%. The probe runs from here up.
 PROBE_MIN_MACS = 2e9
 MIN_SPEEDUP = 1.1  # bf16 must win by this much: one probe on a shared machine is noisy
 

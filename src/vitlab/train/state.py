@@ -85,6 +85,11 @@ class TrainState:
             net = DDP(self.trained, device_ids=[self.d.device] if self.d.device.type == "cuda" else None)
         return torch.compile(net) if self.compile else net
 
+    def stop_compiling(self, reason: str) -> None:
+        """Train eagerly from the next call on (train.compile=auto after compiling failed)."""
+        self.compile, self.compile_reason = False, reason
+        self.net = self._wrap()
+
     def save(self, best: bool = False) -> Path | None:
         """Rank 0 writes RUN/checkpoints/step_N.pt (and best.pt); every process waits for it."""
         path = None
