@@ -62,6 +62,24 @@ def test_dynamic_size_export_at_non_square_sizes(tmp_path):
         ort(np.zeros((1, 1, 10, 8), np.float32))
 
 
+@pytest.mark.parametrize("threads, batch, sizes", [(2, 3, [2, 1]), (2, 20, [8, 8, 4]), (3, 7, [3, 3, 1]), (1, 20, [8, 8, 4])])
+def test_onnxruntime_runs_a_batch_as_chunks_on_its_threads(tmp_path, threads, batch, sizes):
+    model = _model()
+    export_onnx(model, tmp_path / "m.onnx", check=False)
+    from vitlab.deploy import OnnxRuntimeBackend
+
+    ort = OnnxRuntimeBackend(tmp_path / "m.onnx", threads=threads, chunk=8)
+    seen, run = [], ort._run
+    ort._run = lambda x: seen.append(len(x)) or run(x)
+    x = np.random.default_rng(3).standard_normal((batch, 1, 12, 8)).astype(np.float32)
+    out = ort(x)
+    assert sorted(seen, reverse=True) == sizes  # even chunks of at most 8, every thread busy on small batches
+    np.testing.assert_allclose(out, _torch(model, x), atol=1e-4, rtol=0)  # rows in the batch's order
+    np.testing.assert_allclose(out, run(x), atol=1e-5, rtol=0)  # same as the whole batch in one run
+    with pytest.raises(ValueError, match="chunk=0"):
+        OnnxRuntimeBackend(tmp_path / "m.onnx", chunk=0)
+
+
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime", "openvino"])
 def test_backends_agree_with_torch_on_uint8_and_float(tmp_path, backend):
     if backend == "openvino":

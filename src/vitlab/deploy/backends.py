@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
@@ -62,17 +63,39 @@ class TorchBackend:
 
 
 class OnnxRuntimeBackend:
-    name = "onnxruntime"
+    """ONNX Runtime on the CPU. A batch runs as chunks of at most ``chunk`` images, each on one thread, as
+    many at once as there are threads (one session: its runs may overlap). For a model this small that
+    beats one run whose every operator is split over the threads: measured with the main-job model on a
+    2-core Xeon, 1024 images took 1.5x less time as 32-image chunks on two threads than as one 2-thread
+    run, and a single image ran faster on one thread than on two. Results per image do not depend on
+    how the batch is cut (up to float rounding in the matmul's blocking, ~1e-7)."""
 
-    def __init__(self, onnx_path: str | os.PathLike, threads: int | None = None) -> None:
+    name = "onnxruntime"
+    CHUNK = 32  # the best of 16-512 measured (activations of a chunk stay in the core's cache)
+
+    def __init__(self, onnx_path: str | os.PathLike, threads: int | None = None, chunk: int = CHUNK) -> None:
         ort = require("onnxruntime", "onnx")
+        if chunk < 1:
+            raise ValueError(f"chunk={chunk} must be a positive number of images")
         self.cfg = read_config(onnx_path)[0]
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or torch.get_num_threads()  # as many as torch would use
+        opts.intra_op_num_threads = opts.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+        self.threads = threads or torch.get_num_threads()  # as many as torch would use
+        self.chunk = chunk
+        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="vitlab-ort") if self.threads > 1 else None
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {INPUT: x})[0]
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {INPUT: prepare(batch, self.cfg)})[0]
+        x = prepare(batch, self.cfg)
+        # Even chunks, so that every thread has work when the batch is smaller than threads x chunk.
+        size = max(1, min(self.chunk, -(-len(x) // self.threads)))
+        parts = [x[i:i + size] for i in range(0, len(x), size)] or [x]
+        if self._pool is None or len(parts) == 1:
+            return np.concatenate([self._run(p) for p in parts])
+        return np.concatenate(list(self._pool.map(self._run, parts)))
 
 
 class OpenVinoBackend:
