@@ -2,7 +2,10 @@
 
 The model is exported once with vitlab.deploy.export_onnx; each backend then classifies the same
 batch, interleaved round by round (medians), on the same number of threads. Prints images/s, the
-ratio to torch eager fp32 and the largest logit difference from it. With ``--checkpoint`` it also
+ratio to torch eager fp32 and the largest logit difference from it. Batches above TORCH_CHUNK also get a
+reference row, torch fed TORCH_CHUNK images at a time: torch eager's speed per image falls at big batches
+on a CPU (its activations leave the cache; glibc may hand its big buffers back to the system and fault
+them in again), so that row shows what a user gets from torch by choosing a smaller batch. With ``--checkpoint`` it also
 evaluates that trained model on a dataset's test split (default Fashion-MNIST) with every backend,
 so accuracy can be compared where speed is. Needs the onnx and openvino extras
 (`pip install -e ".[onnx,openvino]"`); a backend whose package is missing is skipped with a note.
@@ -35,6 +38,7 @@ from vitlab.train.precision import cpu_bf16_flags  # noqa: E402
 # (label, backend name, openvino precision)
 ENGINES = [("torch", "torch", "fp32"), ("onnxruntime", "onnxruntime", "fp32"), ("openvino fp32", "openvino", "fp32"),
            ("openvino bf16", "openvino", "bf16")]
+TORCH_CHUNK = 128
 
 
 def engines(source, tmp: Path, threads: int) -> tuple[dict[str, object], list[str]]:
@@ -67,6 +71,10 @@ def speed(case: str, batch: int, rounds: int, threads: int, budget_s: float) -> 
     x = np.random.default_rng(0).standard_normal((batch, cfg.in_chans, *cfg.img_size)).astype(np.float32)
     with tempfile.TemporaryDirectory() as tmp:
         runs, notes = engines(model, Path(tmp), threads)
+        if batch > TORCH_CHUNK:
+            whole = runs["torch"]
+            runs[f"torch {TORCH_CHUNK}-chunk"] = lambda a: np.concatenate(
+                [whole(a[i:i + TORCH_CHUNK]) for i in range(0, len(a), TORCH_CHUNK)])
         ref = runs["torch"](x)
         diffs = {k: float(np.abs(r(x) - ref).max()) for k, r in runs.items()}  # also the warm-up
         steps = max(1, int(budget_s / max(seconds(lambda: runs["torch"](x), 1), 1e-4)))
