@@ -78,6 +78,8 @@ def test_onnxruntime_runs_a_batch_as_chunks_on_its_threads(tmp_path, threads, ba
     np.testing.assert_allclose(out, run(x), atol=1e-5, rtol=0)  # same as the whole batch in one run
     with pytest.raises(ValueError, match="chunk=0"):
         OnnxRuntimeBackend(tmp_path / "m.onnx", chunk=0)
+    with pytest.raises(ValueError, match="threads=-1"):
+        OnnxRuntimeBackend(tmp_path / "m.onnx", threads=-1)
 
 
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime", "openvino"])

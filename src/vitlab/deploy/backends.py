@@ -75,8 +75,9 @@ class OnnxRuntimeBackend:
 
     def __init__(self, onnx_path: str | os.PathLike, threads: int | None = None, chunk: int = CHUNK) -> None:
         ort = require("onnxruntime", "onnx")
-        if chunk < 1:
-            raise ValueError(f"chunk={chunk} must be a positive number of images")
+        if chunk < 1 or (threads or 0) < 0:
+            raise ValueError(f"chunk={chunk}, threads={threads}: chunk must be >= 1 and threads >= 1 "
+                             "(or None for torch's thread count)")
         self.cfg = read_config(onnx_path)[0]
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = opts.inter_op_num_threads = 1
@@ -92,10 +93,10 @@ class OnnxRuntimeBackend:
         x = prepare(batch, self.cfg)
         # Even chunks, so that every thread has work when the batch is smaller than threads x chunk.
         size = max(1, min(self.chunk, -(-len(x) // self.threads)))
-        parts = [x[i:i + size] for i in range(0, len(x), size)] or [x]
-        if self._pool is None or len(parts) == 1:
-            return np.concatenate([self._run(p) for p in parts])
-        return np.concatenate(list(self._pool.map(self._run, parts)))
+        if len(x) <= size:
+            return self._run(x)
+        parts = [x[i:i + size] for i in range(0, len(x), size)]
+        return np.concatenate(list((self._pool.map if self._pool else map)(self._run, parts)))
 
 
 class OpenVinoBackend:
