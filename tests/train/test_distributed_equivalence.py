@@ -23,8 +23,10 @@ def assert_close(a, b, where):
         assert len(a) == len(b), where
         for i, (x, y) in enumerate(zip(a, b)):
             assert_close(x, y, (*where, i))
-    else:
+    elif isinstance(a, (int, float)) and not isinstance(a, bool):
         assert a == pytest.approx(b, rel=1e-5, abs=1e-6), where
+    else:  # strings, booleans, None: exactly equal (pytest.approx refuses strings)
+        assert a == b, where
 
 
 def test_two_processes_equal_one_with_accumulation(tmp_path, tiny_random, spawn):
