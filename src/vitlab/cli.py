@@ -86,7 +86,7 @@ def _add_info(sub: argparse._SubParsersAction) -> None:
 def _predict(args: argparse.Namespace) -> int:
     from .analysis import format_prediction, predict_files
     from .analysis.predict import write_predictions
-    from .data.datasets import find_images
+    from .data.sources import find_images
 
     model = _load(args)  # a checkpoint problem stops here, before any file is looked at
     files, missing = find_images(args.images)

@@ -18,7 +18,7 @@ from vitlab.data import (
     read_idx,
     train_dev_split,
 )
-from vitlab.data.datasets import DEBIAN_FASHION_MNIST
+from vitlab.data.sources import DEBIAN_FASHION_MNIST
 
 
 def _idx_bytes(arr: np.ndarray) -> bytes:

@@ -117,7 +117,7 @@ def test_bad_files_fatal_with_raise_listing_them_all(tmp_path):
 
 
 def test_cache_reused_until_a_file_changes(tmp_path, monkeypatch):
-    import vitlab.data.datasets as datasets
+    import vitlab.data.sources.folder as datasets
 
     root = tmp_path / "imgs"
     _make_good_folder(root)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..data.datasets import image_to_array, load_image
+from ..data.sources import image_to_array, load_image
 from ..data.transforms import preprocess_pil
 from ..models.vit import VisionTransformer
 from .attention import attention_rollout, collect_attention

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..data.datasets import open_dataset
+from ..data.sources import open_dataset
 from ..data.transforms import EvalTransform
 from ..models.vit import VisionTransformer
 from .attention import attention_rollout, collect_attention, mean_attention_distance

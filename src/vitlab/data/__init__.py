@@ -25,7 +25,9 @@ transforms.py  (uint8 (B,C,H,W) on any device + torch.Generator -> normalised fl
     smooth_one_hot(y, num_classes, smoothing), preprocess_pil(img, img_size, mean, std, in_chans) -> (C,H,W)
 """
 from ..errors import MissingDependencyError
-from .datasets import (
+from .base import Source
+from .holdout import holdout_mask, train_dev_split
+from .sources import (
     DIGIT_CLASSES,
     FASHION_MNIST_CLASSES,
     ImageDataset,
@@ -35,7 +37,6 @@ from .datasets import (
     describe_dataset,
     find_images,
     has_test_split,
-    holdout_mask,
     image_extensions,
     image_to_array,
     load_arrays,
@@ -49,7 +50,8 @@ from .datasets import (
     open_dataset,
     read_idx,
     search_dirs,
-    train_dev_split,
+    FolderSource,
+    open_folder,
 )
 from .transforms import NORMALIZE, EvalTransform, Mixup, TrainTransform, get_normalize, preprocess_pil, smooth_one_hot
 
@@ -84,6 +86,9 @@ __all__ = [
     "preprocess_pil",
     "read_idx",
     "search_dirs",
+    "Source",
+    "FolderSource",
+    "open_folder",
     "smooth_one_hot",
     "train_dev_split",
 ]

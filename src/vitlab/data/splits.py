@@ -19,7 +19,9 @@ import torch
 
 from ..utils.io import atomic_write
 from ..utils.size import to_2tuple
-from .datasets import NAMED_DATASETS, ImageDataset, has_test_split, holdout_mask, open_dataset
+from .base import Source
+from .holdout import holdout_mask
+from .sources import NAMED_DATASETS, has_test_split, open_dataset, open_dataset_path, open_folder
 
 PathLike = str | os.PathLike
 SPLIT_FILE = "split.json"
@@ -29,8 +31,8 @@ SPLIT_FILE = "split.json"
 class RunData:
     """What a run trains and tests on, and the lines that tell the user where the test images came from."""
 
-    train: ImageDataset
-    test: ImageDataset
+    train: Source
+    test: Source
     held_out: bool  # True: `test` is a share of the source held out by this run (see RUN/split.json)
     notes: list[str] = field(default_factory=list)
 
@@ -54,21 +56,23 @@ def open_run_data(
     on_error: Literal["skip", "raise"] = "skip",
     cache: PathLike | None = None,
     write: bool = True,
+    in_memory: bool | str = "auto",
 ) -> RunData:
     """The source's own train/test split, or (no test part) a held-out `test_fraction` of it, stratified
     by class and seeded; the held-out list is saved to RUN/split.json (when `write`) and reused from it.
-    `size`, `on_error`, `cache` apply to image folders (see load_image_folder)."""
+    `size`, `on_error`, `cache`, `in_memory` apply to image folders (see vitlab.data.sources.open_folder):
+    the test part of a folder is read the way its training part is."""
     opts = {"size": size, "on_error": on_error, "cache": cache}
     if has_test_split(spec, data_dir):
-        train = open_dataset(spec, "train", data_dir, **opts)
-        if size is None and train.paths is not None:  # test folder at the size the train folder got
+        train, how = _open(spec, "train", data_dir, opts, in_memory)
+        if size is None and train.in_memory and train.paths is not None:  # test folder at the train folder's size
             opts["size"] = train.image_size
         if cache not in (None, "auto"):  # one cache file per folder ("auto" names them by folder already)
             opts["cache"] = Path(cache).with_name(Path(cache).stem + "-test.npz")
-        test = open_dataset(spec, "test", data_dir, **opts)
+        test = open_dataset(spec, "test", data_dir, **opts, in_memory=train.in_memory)
         return RunData(train, test, False,
-                       [f"test set: the source's own test split ({len(test)} images)", *_resize_note(train, size)])
-    full = open_dataset(spec, "train", data_dir, **opts)
+                       [f"test set: the source's own test split ({len(test)} images)", *how, *_resize_note(train, size)])
+    full, how = _open(spec, "train", data_dir, opts, in_memory)
     path = Path(run_dir) / SPLIT_FILE
     if path.is_file():
         saved = read_split(path)
@@ -84,19 +88,29 @@ def open_run_data(
                 f"seed {seed}; data.test_fraction) are held out and never trained on; list in {path}")
         if write:
             write_split(path, spec, full, mask, test_fraction, seed, data_dir, size, on_error)
-    return RunData(full.subset(~mask), full.subset(mask), True, [note, *_resize_note(full, size)])
+    return RunData(full.subset(~mask), full.subset(mask), True, [note, *how, *_resize_note(full, size)])
 
 
-def _resize_note(ds: ImageDataset, size: Any) -> list[str]:
+def _open(spec: str, split: str, data_dir: PathLike | None, opts: dict[str, Any],
+          in_memory: bool | str) -> tuple[Source, list[str]]:
+    """open_dataset, and for an image folder the line saying whether it was decoded into memory and why."""
+    root = open_dataset_path(spec, split, data_dir)
+    if root is None:
+        return open_dataset(spec, split, data_dir, **opts), []
+    src, why = open_folder(root, opts["size"], opts["on_error"], opts["cache"], in_memory)
+    return src, [f"images: {why}"]
+
+
+def _resize_note(ds: Source, size: Any) -> list[str]:
     """The resize policy of an image folder, stated (nothing for other sources)."""
-    if ds.paths is None:
+    if not ds.in_memory or ds.paths is None:
         return []
     h, w = ds.image_size
     why = "data.image_size or model.img_size" if size else "the first image's size; set data.image_size to choose"
     return [f"images: each resized to {h}x{w} (bicubic, aspect ratio not kept; {why})"]
 
 
-def write_split(path: Path, spec: str, full: ImageDataset, mask: torch.Tensor, fraction: float, seed: int,
+def write_split(path: Path, spec: str, full: Source, mask: torch.Tensor, fraction: float, seed: int,
                 data_dir: PathLike | None, size: Any, on_error: str) -> None:
     """RUN/split.json: the source, how it was read, and which of its images are held out."""
     rows = mask.nonzero().flatten().tolist()
@@ -111,10 +125,11 @@ def write_split(path: Path, spec: str, full: ImageDataset, mask: torch.Tensor, f
     _write_json(path, record)
 
 
-def _read_settings(full: ImageDataset, data_dir: PathLike | None, on_error: str) -> dict[str, Any]:
+def _read_settings(full: Source, data_dir: PathLike | None, on_error: str) -> dict[str, Any]:
     """How the source was read, so `vitlab eval RUN` decodes the held-out images as training did."""
     return {"data_dir": str(data_dir) if data_dir else None,
-            "image_size": list(full.image_size) if full.paths is not None else None, "on_error": on_error}
+            "image_size": list(full.image_size) if full.in_memory and full.paths is not None else None,
+            "in_memory": full.in_memory, "on_error": on_error}
 
 
 def _write_json(path: Path, record: dict[str, Any]) -> None:
@@ -132,7 +147,7 @@ def read_split(path: PathLike) -> dict[str, Any]:
     return record
 
 
-def _saved_mask(full: ImageDataset, saved: dict[str, Any], where: Path) -> tuple[torch.Tensor, list[str]]:
+def _saved_mask(full: Source, saved: dict[str, Any], where: Path) -> tuple[torch.Tensor, list[str]]:
     """The held-out rows of `full` named in a split file, and the saved names no longer found in it."""
     if "test_files" in saved:
         if full.paths is None:
@@ -149,14 +164,14 @@ def _saved_mask(full: ImageDataset, saved: dict[str, Any], where: Path) -> tuple
     return mask, []
 
 
-def open_heldout(run_dir: PathLike, split: Literal["train", "test"] = "test") -> tuple[ImageDataset, str]:
+def open_heldout(run_dir: PathLike, split: Literal["train", "test"] = "test") -> tuple[Source, str]:
     """The held-out test images (or the rest, for "train") of a run whose RUN/split.json exists, read the
     way the run read them; returns (dataset, description for titles)."""
     path = Path(run_dir) / SPLIT_FILE
     saved = read_split(path)
     size = to_2tuple(saved["image_size"]) if saved.get("image_size") else None
     full = open_dataset(saved["source"], "train", saved.get("data_dir"), size=size,
-                        on_error=saved.get("on_error", "skip"))
+                        on_error=saved.get("on_error", "skip"), in_memory=saved.get("in_memory", True))
     mask, missing = _saved_mask(full, saved, path)
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
@@ -176,7 +191,7 @@ def run_split_file(ckpt: PathLike) -> Path | None:
 
 
 def open_eval_data(ckpt: PathLike, data: str | None, split: Literal["train", "test"] = "test",
-                   data_dir: PathLike | None = None) -> tuple[ImageDataset, str]:
+                   data_dir: PathLike | None = None) -> tuple[Source, str]:
     """The images to evaluate `ckpt` on, and their description. For a run that held out its test set
     (RUN/split.json) and `data` None or the run's own source, exactly the held-out images; `data` None
     on another run directory means the run's data set (RUN/config.yaml); otherwise `data` at `split`."""

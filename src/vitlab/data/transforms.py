@@ -20,7 +20,7 @@ from PIL import Image
 from torch import Tensor
 
 from ..utils.size import SizeLike, to_2tuple
-from .datasets import image_to_array
+from .sources.images import image_to_array
 
 NORMALIZE: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "minus1_1": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),  # (x - 127.5) / 127.5: what the official weights expect

