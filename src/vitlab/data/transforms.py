@@ -200,6 +200,34 @@ def _geometric_matrices(ops: tuple[str, ...], choice: Tensor, v: Tensor, h: int,
     return a
 
 
+def inception_crop(b: int, h: int, w: int, scale: tuple[float, float], ratio: tuple[float, float],
+                   g: torch.Generator | None) -> Tensor:
+    """(b, 4) Inception crop boxes (top, left, height, width) in pixels of an h x w image, as torchvision's
+    RandomResizedCrop: 10 tries at a random area share in `scale` and log-uniform aspect in `ratio`, else the
+    whole image clamped to the ratio range. The batched transform and the per-sample pipeline both call it."""
+    tries = 10
+    area = h * w * _uniform(b * tries, *scale, g).view(b, tries)
+    log_r = _uniform(b * tries, math.log(ratio[0]), math.log(ratio[1]), g).view(b, tries)
+    cw = torch.sqrt(area * log_r.exp()).round()
+    ch = torch.sqrt(area / log_r.exp()).round()
+    ok = (cw > 0) & (cw <= w) & (ch > 0) & (ch <= h)
+    first = torch.argmax(ok.long(), dim=1, keepdim=True)
+    cw, ch, found = cw.gather(1, first)[:, 0], ch.gather(1, first)[:, 0], ok.any(1)
+    in_ratio = w / h
+    if in_ratio < ratio[0]:
+        fw, fh = w, round(w / ratio[0])
+    elif in_ratio > ratio[1]:
+        fw, fh = round(h * ratio[1]), h
+    else:
+        fw, fh = w, h
+    cw = torch.where(found, cw, torch.full_like(cw, fw))
+    ch = torch.where(found, ch, torch.full_like(ch, fh))
+    u = torch.rand(b, 2, generator=g, dtype=torch.float64)
+    top = torch.where(found, torch.floor(u[:, 0] * (h - ch + 1)), torch.full_like(ch, (h - fh) // 2))
+    left = torch.where(found, torch.floor(u[:, 1] * (w - cw + 1)), torch.full_like(cw, (w - fw) // 2))
+    return torch.stack([top, left, ch, cw], 1)
+
+
 class TrainTransform:
     """Inception crop + horizontal flip + resize (+ shift, RandAugment, random erasing) + normalise, batched.
 
@@ -211,7 +239,8 @@ class TrainTransform:
     sample (area 2%-33%), filled with normal noise after normalisation, as timm does.
     translate: shift each output by a whole number of pixels drawn uniformly from [-translate, translate]
     per axis, uncovered pixels taking `fill` (CIFAR's pad-and-random-crop; whole pixels, so no resampling blur).
-    in_chans converts gray <-> RGB for a model that expects the other.
+    in_chans converts gray <-> RGB for a model that expects the other. crop=False: the images were
+    Inception-cropped, flipped and resized per sample already (streamed data); the rest happens here.
     """
 
     def __init__(
@@ -228,6 +257,7 @@ class TrainTransform:
         fill: float | None = None,
         in_chans: int | None = None,
         translate: int = 0,
+        crop: bool = True,
     ) -> None:
         self.img_size = to_2tuple(img_size, "img_size")
         if not 0 <= translate < min(self.img_size):
@@ -245,42 +275,25 @@ class TrainTransform:
             raise ValueError(f"random_erasing is a probability in [0, 1], got {random_erasing}")
         self.scale, self.ratio, self.flip = tuple(scale), tuple(ratio), flip
         self.randaugment, self.ops, self.fill = randaugment, tuple(ops), fill
-        self.random_erasing, self.translate = random_erasing, int(translate)
+        self.random_erasing, self.translate, self.crop = random_erasing, int(translate), crop
         self.norm = _Normalize(mean, std, in_chans)
 
     def crop_params(self, b: int, h: int, w: int, g: torch.Generator | None) -> Tensor:
-        """(b, 4) crop boxes (top, left, height, width) in pixels, as torchvision's RandomResizedCrop:
-        10 tries at a random area/aspect, else the whole image clamped to the ratio range."""
-        tries = 10
-        area = h * w * _uniform(b * tries, *self.scale, g).view(b, tries)
-        log_r = _uniform(b * tries, math.log(self.ratio[0]), math.log(self.ratio[1]), g).view(b, tries)
-        cw = torch.sqrt(area * log_r.exp()).round()
-        ch = torch.sqrt(area / log_r.exp()).round()
-        ok = (cw > 0) & (cw <= w) & (ch > 0) & (ch <= h)
-        first = torch.argmax(ok.long(), dim=1, keepdim=True)
-        cw, ch, found = cw.gather(1, first)[:, 0], ch.gather(1, first)[:, 0], ok.any(1)
-        in_ratio = w / h
-        if in_ratio < self.ratio[0]:
-            fw, fh = w, round(w / self.ratio[0])
-        elif in_ratio > self.ratio[1]:
-            fw, fh = round(h * self.ratio[1]), h
-        else:
-            fw, fh = w, h
-        cw = torch.where(found, cw, torch.full_like(cw, fw))
-        ch = torch.where(found, ch, torch.full_like(ch, fh))
-        u = torch.rand(b, 2, generator=g, dtype=torch.float64)
-        top = torch.where(found, torch.floor(u[:, 0] * (h - ch + 1)), torch.full_like(ch, (h - fh) // 2))
-        left = torch.where(found, torch.floor(u[:, 1] * (w - cw + 1)), torch.full_like(cw, (w - fw) // 2))
-        return torch.stack([top, left, ch, cw], 1)
+        """(b, 4) crop boxes (top, left, height, width) in pixels: see inception_crop."""
+        return inception_crop(b, h, w, self.scale, self.ratio, g)
 
     def _affine(self, b: int, h: int, w: int, g: torch.Generator | None) -> Tensor:
-        """(b, 3, 3) output->source map in normalised coordinates: crop, then flip, then shift."""
-        top, left, ch, cw = self.crop_params(b, h, w, g).unbind(1)
-        theta = torch.zeros(b, 3, 3, dtype=torch.float64)
-        theta[:, 0, 0], theta[:, 0, 2] = cw / w, (2 * left + cw) / w - 1
-        theta[:, 1, 1], theta[:, 1, 2] = ch / h, (2 * top + ch) / h - 1
-        theta[:, 2, 2] = 1
-        if self.flip:
+        """(b, 3, 3) output->source map in normalised coordinates: crop, then flip, then shift. Without
+        `crop` (streamed data, cropped and flipped per sample by vitlab.data.pipeline) only the shift."""
+        if not self.crop:
+            theta = torch.eye(3, dtype=torch.float64).repeat(b, 1, 1)
+        else:
+            top, left, ch, cw = self.crop_params(b, h, w, g).unbind(1)
+            theta = torch.zeros(b, 3, 3, dtype=torch.float64)
+            theta[:, 0, 0], theta[:, 0, 2] = cw / w, (2 * left + cw) / w - 1
+            theta[:, 1, 1], theta[:, 1, 2] = ch / h, (2 * top + ch) / h - 1
+            theta[:, 2, 2] = 1
+        if self.flip and self.crop:
             flip = torch.rand(b, generator=g) < 0.5
             theta[:, 0, 0] = torch.where(flip, -theta[:, 0, 0], theta[:, 0, 0])
         if self.translate:

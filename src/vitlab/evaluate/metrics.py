@@ -6,7 +6,7 @@ by several processes combine by summation, and results never depend on the batch
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -50,7 +50,6 @@ class EvalCounts:
         }
 
 
-@torch.inference_mode()
 def evaluate(
     model: nn.Module,
     images: Tensor,
@@ -60,7 +59,20 @@ def evaluate(
     class_names: Sequence[str] | None = None,
     autocast_dtype: torch.dtype | None = None,
 ) -> EvalCounts:
-    """Counts for uint8 ``images`` (N, C, H, W) on the model's device: large batches, no autograd."""
+    """Counts for uint8 ``images`` (N, C, H, W) held in memory, in chunks of ``batch_size``."""
+    chunks = ((images[i : i + batch_size], labels[i : i + batch_size]) for i in range(0, len(labels), batch_size))
+    return evaluate_batches(model, chunks, transform, class_names, autocast_dtype)
+
+
+@torch.inference_mode()
+def evaluate_batches(
+    model: nn.Module,
+    batches: Iterable[tuple[Tensor, Tensor]],
+    transform: Callable[[Tensor], Tensor],
+    class_names: Sequence[str] | None = None,
+    autocast_dtype: torch.dtype | None = None,
+) -> EvalCounts:
+    """Counts over (uint8 images, labels) batches on the model's device: no autograd, any number of images."""
     device = next(model.parameters(), torch.empty(0)).device  # no parameters: a deploy.BackendModel (CPU)
     was_training = model.training
     model.eval()
@@ -69,9 +81,11 @@ def evaluate(
     conf = torch.zeros(k * k, dtype=torch.long, device=device)
     top5 = torch.zeros((), dtype=torch.long, device=device)
     loss = torch.zeros((), dtype=torch.float64, device=device)
-    for i in range(0, len(labels), batch_size):
-        x = transform(images[i : i + batch_size].to(device, non_blocking=True))
-        y = labels[i : i + batch_size].to(device, non_blocking=True)
+    for images, labels in batches:
+        if not len(labels):
+            continue
+        x = transform(images.to(device, non_blocking=True))
+        y = labels.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
             logits = model(x)
         logits = logits.float()
@@ -110,13 +124,16 @@ def evaluate_checkpoint(
     device: str | None = None,
     checkpoint: str | None = None,
     backend: str = "torch",
+    workers: int = 0,
 ) -> dict[str, Any]:
     """Top-1 / top-5 / per-class accuracy of a checkpoint on a dataset, preprocessed as the checkpoint's
     config says (img_size, mean, std, in_chans). ``ckpt`` and ``checkpoint`` as for ``vitlab.load_model``
     (e.g. a run directory and ``"best"``). A run directory that held out its test set is evaluated on
     exactly those images (``data`` None or the run's source; see vitlab.data.splits.open_eval_data).
-    ``backend``: see vitlab.deploy (an .onnx file too)."""
+    ``backend``: see vitlab.deploy (an .onnx file too). ``workers``: processes decoding images read from disk
+    (unreadable ones are left out and listed under "skipped")."""
     from ..data import EvalTransform
+    from ..data.pipeline import eval_batches
     from ..data.splits import open_eval_data
     from ..utils.device import pick_device
     from ..weights import load_model
@@ -136,5 +153,7 @@ def evaluate_checkpoint(
         raise ValueError(f"class names differ: checkpoint {list(cfg.class_names)[:5]}..., data {ds.classes[:5]}...; "
                          "evaluate on the dataset the model was trained for")
     tf = EvalTransform(cfg.img_size, cfg.mean, cfg.std, in_chans=cfg.in_chans)
-    counts = evaluate(model, ds.images, ds.labels, tf, batch_size, names)
-    return {**counts.summary(), "data": what}
+    skipped: list[tuple[str, str]] = []
+    counts = evaluate_batches(model, eval_batches(ds, cfg.img_size, batch_size, workers=workers, skipped=skipped), tf,
+                              names)
+    return {**counts.summary(), "data": what, **({"skipped": skipped} if skipped else {})}

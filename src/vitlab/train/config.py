@@ -32,9 +32,11 @@ class DataSection:
     data_dir: str | None = None  # where named datasets live (else $VITLAB_DATA, system paths)
     dev_fraction: float = 0.0  # > 0: hold out this share of train for per-epoch eval and "best"; 0: use test
     test_fraction: float = 0.2  # sources without a test split: share held out as the test set (RUN/split.json)
-    image_size: int | None = None  # image folders: decode every image to this square size (None: model.img_size, else the first image's)
-    cache: str | None = None  # image folders: decoded-image cache, a .npz path or "auto" (~/.cache/vitlab); null: none
-    on_error: str = "skip"  # image folders: unusable files are listed and skipped (skip) or stop the run (raise)
+    image_size: int | None = None  # image folders: training size (None: model.img_size; in memory without either: the first image's)
+    in_memory: bool | str = "auto"  # image folders: decoded into memory (true), read lazily by workers (false), auto: by size (see README Data)
+    workers: int | None = None  # DataLoader worker processes for data read from disk; null: cores / processes (<= 8)
+    cache: str | None = None  # image folders: decoded-image cache and folder index, a .npz path or "auto" (~/.cache/vitlab); null: none
+    on_error: str = "skip"  # image folders: unusable files are listed and skipped/replaced (skip) or stop the run (raise)
     train_limit: int | None = None  # use only the first N training images (quick experiments, tests)
     batch_size: int = 256  # global batch per optimizer step (all processes and accumulation steps together)
     accum_steps: int = 1  # gradient accumulation: batch_size = accum_steps x processes x micro-batch
@@ -152,6 +154,10 @@ class Config:
         if r.compile not in (True, False, "auto"):
             raise ValueError(f"train.compile={r.compile!r} is not one of true, false, auto")
         _choice("data.on_error", d.on_error, ("skip", "raise"))
+        if d.in_memory not in (True, False, "auto"):
+            raise ValueError(f"data.in_memory={d.in_memory!r} is not one of true, false, auto")
+        if d.workers is not None and d.workers < 0:
+            raise ValueError(f"data.workers={d.workers} must be >= 0 (0: read in the training process), or null")
         if not 0 < d.test_fraction < 1:
             raise ValueError(f"data.test_fraction={d.test_fraction} must be in (0, 1)")
         if d.image_size is not None and d.image_size < 1:

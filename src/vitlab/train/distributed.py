@@ -1,8 +1,6 @@
-"""Processes and devices: torchrun/DDP setup (gloo on CPU, NCCL on GPU) and the step-indexed sampler.
+"""Processes and devices: torchrun/DDP setup (gloo on CPU, NCCL on GPU), sums and barriers.
 
-Data order is a pure function of (seed, epoch, step): every process computes the same permutation
-of the training set for an epoch and takes its micro-batches from it, so no sampler state has to be
-saved and a resumed run continues at exactly the next micro-batch, whatever the number of processes.
+Which images each process reads is vitlab.data.sampler's: a pure function of (seed, epoch, step, k).
 """
 from __future__ import annotations
 
@@ -74,27 +72,10 @@ def barrier(d: Dist) -> None:
         dist.barrier()
 
 
-def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
-    """The permutation of the n training images used in ``epoch`` (same on every process)."""
-    g = torch.Generator().manual_seed(_mix(seed, epoch, 0x5EED))
-    return torch.randperm(n, generator=g)
-
-
-def micro_batch_indices(order: torch.Tensor, step_in_epoch: int, global_batch: int, micro: int, k: int) -> torch.Tensor:
-    """Image indices of micro-batch ``k`` (of global_batch // micro) of a step in the epoch."""
-    start = step_in_epoch * global_batch + k * micro
-    return order[start : start + micro]
-
-
-def _mix(*xs: int) -> int:
-    """A well-spread 63-bit seed from integers (splitmix64 steps), for independent streams."""
-    h = 0x9E3779B97F4A7C15
-    for x in xs:
-        h = (h ^ (int(x) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
-        h = (h ^ (h >> 31)) * 0x94D049BB133111EB & 0xFFFFFFFFFFFFFFFF
-    return h & 0x7FFFFFFFFFFFFFFF
-
-
-def stream_seed(seed: int, step: int, k: int) -> int:
-    """Seed of the random stream (augmentation, mixup, dropout) of micro-batch k at optimizer step ``step``."""
-    return _mix(seed, step, k, 0xA11C)
+def all_gather_objects(obj: object, d: Dist) -> list:
+    """Every process's ``obj`` (picklable), in rank order; ``[obj]`` for one process."""
+    if d.world == 1:
+        return [obj]
+    out: list = [None] * d.world
+    dist.all_gather_object(out, obj)
+    return out

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..data.sources import NAMED_DATASETS, ImageDataset
+from ..data import Source
+from ..data.sources import NAMED_DATASETS
 from ..models.registry import get_config
 
 
@@ -26,7 +27,7 @@ def _registered_patch(name: str) -> int | None:
     return getattr(get_config(name), "patch_size", None)
 
 
-def fit_model_options(spec: str, ds: ImageDataset, options: dict[str, Any],
+def fit_model_options(spec: str, ds: Source, options: dict[str, Any],
                       model_name: str | None) -> tuple[dict[str, Any], str | None]:
     """`options` (ViTConfig overrides from the recipe) completed from the data, and a line saying what was
     chosen (None for named data sets). `model_name` None: the architecture comes from a checkpoint, whose
@@ -34,7 +35,7 @@ def fit_model_options(spec: str, ds: ImageDataset, options: dict[str, Any],
     if is_named(spec):
         return options, None
     out = dict(options)
-    c, (h, w) = ds.channels, ds.image_size
+    c, (h, w) = ds.channels, ds.image_size or (0, 0)
     if "in_chans" in out and out["in_chans"] != c:
         raise ValueError(f"model.in_chans={out['in_chans']} but the data ({spec}) is {_mode(c)}, {c} channel(s); "
                          f"remove model.in_chans to take it from the data, or convert the images")
@@ -45,7 +46,9 @@ def fit_model_options(spec: str, ds: ImageDataset, options: dict[str, Any],
         else:
             out["in_chans"] = c
             said.append(f"in_chans={c} ({_mode(c)}, from the data)")
-    if "img_size" not in out:
+    if "img_size" not in out and ds.image_size is None:  # read lazily: images keep their own sizes
+        said.append("img_size of the model (the images are cropped and resized to it; data.image_size sets another)")
+    elif "img_size" not in out:
         patch = out.get("patch_size") or (_registered_patch(model_name) if model_name else None)
         if patch and (h % patch or w % patch):
             up = [-(-v // patch) * patch for v in (h, w)]
@@ -55,12 +58,12 @@ def fit_model_options(spec: str, ds: ImageDataset, options: dict[str, Any],
         said.append(f"img_size={h}x{w} (from the data)")
     else:
         mh, mw = (out["img_size"],) * 2 if isinstance(out["img_size"], int) else out["img_size"]
-        said.append(f"img_size={mh}x{mw} (model.img_size" + (")" if (mh, mw) == (h, w) else
-                                                             f"; the {h}x{w} data is resized to it)"))
+        said.append(f"img_size={mh}x{mw} (model.img_size" + (")" if (mh, mw) == (h, w) or ds.image_size is None
+                                                             else f"; the {h}x{w} data is resized to it)"))
     return out, "model: " + ", ".join(said)
 
 
-def check_channels(model_in_chans: int, ds: ImageDataset, spec: str, source: str) -> None:
+def check_channels(model_in_chans: int, ds: Source, spec: str, source: str) -> None:
     """An error naming both sides when a model (e.g. a pretrained checkpoint, `source`) expects another
     number of input channels than the data has; named data sets are converted as before."""
     if not is_named(spec) and model_in_chans != ds.channels:

@@ -1,11 +1,13 @@
 """The training loop: one optimizer step = accumulation x processes micro-batches, then log, eval, save.
 
-images: uint8 dataset on the device -> step-indexed micro-batch -> batched augmentation -> objective
-(mixup, model in bf16 autocast on CUDA, loss) -> backward (DDP all-reduce) -> clip -> optimizer -> EMA
--> checkpoint. Every random draw of micro-batch k at step s (crop, flip, RandAugment, mixup, masking,
-dropout, stochastic depth) comes from a stream seeded by (seed, s, k), and the data order from
-(seed, epoch), so a run resumed from any checkpoint, or split over another number of processes with the
-same global batch, computes the same thing as an uninterrupted single run.
+images: step-indexed micro-batch (vitlab.data.sampler) -> uint8 images from the batch provider (gathered
+on the device for in-memory data; decoded, cropped and resized per sample by DataLoader workers for data
+read from disk, vitlab.data.pipeline) -> batched augmentation -> objective (mixup, model in bf16 autocast
+on CUDA, loss) -> backward (DDP all-reduce) -> clip -> optimizer -> EMA -> checkpoint. Every random draw
+of micro-batch k at step s (crop, flip, RandAugment, mixup, masking, dropout, stochastic depth) comes from
+a stream seeded by (seed, s, k) (a sample's crop: (seed, s, k, j)), and the data order from (seed, epoch),
+so a run resumed from any checkpoint, or split over another number of processes with the same global
+batch, computes the same thing as an uninterrupted single run.
 
 What is learned (labels, or masked patches) is the objective's business (objectives.py); the step
 arithmetic is planned up front (plan.py); data and model come from setup.py; state.py holds what a
@@ -27,6 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..data.pipeline import CropSpec, default_workers, train_batches
+from ..data.sampler import BatchSchedule, stream_seed
+from ..utils.io import atomic_write
 from . import distributed as dd
 from .checkpoint import latest_checkpoint, load_checkpoint, remove_partial
 from .config import Config, config_from_dict
@@ -36,6 +41,9 @@ from .plan import make_plan
 from .runlog import RunLogger
 from .setup import Data, build_run_model, load_data
 from .state import TrainState
+
+
+SKIPPED_FILE = "skipped.txt"  # unreadable training files met while streaming (path <tab> reason)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -77,29 +85,33 @@ def train(cfg: Config, out: str | os.PathLike, resume: str | Path | bool | None 
 
 
 def _run(cfg: Config, run_dir: Path, d: dd.Dist, resume: str | Path | bool | None, progress: bool) -> TrainResult:
-    r = cfg.train
     st, data = _setup(cfg, run_dir, d)
-    images, labels, plan, model = data.train.images.to(d.device), data.train.labels.to(d.device), st.plan, st.model
     resumed = _resume(st, run_dir, resume)
+    batches = _batches(st, data)
+    try:
+        return _loop(st, data, batches, resumed, progress)
+    finally:
+        batches.close()
+
+
+def _loop(st: TrainState, data: Data, batches, resumed: Path | None, progress: bool) -> TrainResult:
+    cfg, d, run_dir, plan, model, r = st.cfg, st.d, st.run_dir, st.plan, st.model, st.cfg.train
     log = RunLogger(run_dir, st.step, enabled=d.main, tensorboard=True)
     if d.main:
         (run_dir / "config.yaml").write_text(cfg.to_yaml())
         for note in data.notes:
             log.info(note)
-        log.info(_banner(st, data, resumed))
-    t_start, order_epoch, order = time.perf_counter(), -1, torch.empty(0)
+        log.info(_banner(st, data, resumed, batches))
+    t_start, reported = time.perf_counter(), 0  # reported: unreadable files logged so far
     last_eval: tuple[int, dict[str, Any]] | None = None  # (step, summary) of the latest evaluation
     window = [0.0, 0, 0.0]  # loss sum, steps, seconds in train_step (eval and saving excluded)
     with _stop_signals() as signalled, log, log.progress(plan.total_steps, st.step, progress) as bar:
         while st.step < plan.total_steps:
-            epoch = st.step // plan.steps_per_epoch
-            if epoch != order_epoch:
-                order, order_epoch = dd.epoch_order(len(labels), r.seed, epoch), epoch
             if plan.size_at(st.step) != tuple(model.cfg.img_size):
                 st.resize(plan.size_at(st.step))
                 log.info(f"step {st.step}: training at {model.cfg.img_size[0]}x{model.cfg.img_size[1]}")
             t0 = time.perf_counter()
-            loss, gnorm, stop = _step_or_eager(st, log, images, labels, order, signalled[0])
+            loss, gnorm, stop = _step_or_eager(st, log, batches, signalled[0])
             dt = time.perf_counter() - t0
             st.train_time += dt
             window = [window[0] + loss, window[1] + 1, window[2] + dt]
@@ -107,13 +119,16 @@ def _run(cfg: Config, run_dir: Path, d: dd.Dist, resume: str | Path | bool | Non
             if st.step % r.log_every_steps == 0 or st.step == plan.total_steps:
                 _log_train(log, bar, st, window, gnorm)
                 window = [0.0, 0, 0.0]
+                reported = _report_skipped(st, batches, log, reported)
             if (s := _evaluate_and_save(st, data, log)) is not None:
                 last_eval = (st.step, s)
             if stop is not None:  # every process saw the signal at the same step
+                _report_skipped(st, batches, log, reported)
                 path = st.save() if st.last_saved != st.step else latest_checkpoint(run_dir)
                 return TrainResult(run_dir, st.step, plan.total_steps, stop, path)
         if st.last_saved != st.step:
             st.save()
+        _report_skipped(st, batches, log, reported)
         if tuple(model.cfg.img_size) != tuple(plan.sizes[0][1]):
             last_eval = None  # made at a stage's size: final.json must report the model at its own size
         st.resize(plan.sizes[0][1])  # the final evaluation and the saved model use the model's own size
@@ -131,7 +146,21 @@ def _setup(cfg: Config, run_dir: Path, d: dd.Dist) -> tuple[TrainState, Data]:
     model.set_grad_checkpointing(r.grad_checkpointing)
     plan = make_plan(cfg, len(data.train), d.world, tuple(model.cfg.img_size),
                      lambda size: model.patch_embed.grid_size(size))
-    return TrainState(cfg, model, make_objective(cfg, data.classes), plan, d, run_dir), data
+    return TrainState(cfg, model, make_objective(cfg, data.classes), plan, d, run_dir,
+                      cropped=not data.train.in_memory), data
+
+
+def _batches(st: TrainState, data: Data):
+    """The training images' provider, from the current step on (a resumed run reads no skipped sample)."""
+    c, d, plan = st.cfg, st.d, st.plan
+    schedule = BatchSchedule(len(data.train), c.train.seed, plan.steps_per_epoch, plan.total_steps, c.data.batch_size,
+                             plan.micro, c.data.accum_steps, d.world, d.rank)
+    spec = CropSpec(st.train_tf.img_size, c.data.crop_scale, c.data.crop_ratio, c.data.flip)
+    return train_batches(data.train, schedule, st.step, spec, c.train.seed, c.data.on_error, _workers(c, d), d.device)
+
+
+def _workers(cfg: Config, d: dd.Dist) -> int:
+    return cfg.data.workers if cfg.data.workers is not None else default_workers(d.local_world)
 
 
 def _step_or_eager(st: TrainState, log: RunLogger, *step_args: Any) -> tuple[float, float, int | None]:
@@ -149,8 +178,7 @@ def _step_or_eager(st: TrainState, log: RunLogger, *step_args: Any) -> tuple[flo
         return train_step(st, *step_args)
 
 
-def train_step(st: TrainState, images: Tensor, labels: Tensor, order: Tensor,
-               signalled: int | None) -> tuple[float, float, int | None]:
+def train_step(st: TrainState, batches, signalled: int | None) -> tuple[float, float, int | None]:
     """One optimizer step. Returns the mean loss and gradient norm over processes, and the signal to stop
     on when any process was signalled (so that all stop after the same step)."""
     cfg, d, plan = st.cfg, st.d, st.plan
@@ -160,17 +188,16 @@ def train_step(st: TrainState, images: Tensor, labels: Tensor, order: Tensor,
     loss_sum = torch.zeros((), device=d.device)
     for a in range(accum):
         k = a * d.world + d.rank  # this micro-batch's index in the global batch
-        idx = dd.micro_batch_indices(order, st.step % plan.steps_per_epoch, cfg.data.batch_size, plan.micro, k)
-        idx = idx.to(d.device)
-        seed = dd.stream_seed(cfg.train.seed, st.step, k)
+        images, labels = batches.get(st.step, k)
+        seed = stream_seed(cfg.train.seed, st.step, k)
         st.gen.manual_seed(seed)
         torch.manual_seed(seed)  # dropout and stochastic depth
-        x = st.train_tf(images[idx], st.gen)
+        x = st.train_tf(images, st.gen)
         if tuple(x.shape[-2:]) != size:  # a low-resolution stage (schedule.stages)
             x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
         sync = contextlib.nullcontext() if d.world == 1 or a == accum - 1 else st.net.no_sync()
         with sync:
-            loss = st.objective.loss(st.net, x, labels[idx], st.gen, seed, st.autocast())
+            loss = st.objective.loss(st.net, x, labels, st.gen, seed, st.autocast())
             (loss / accum).backward()
         loss_sum += loss.detach()
     clip = cfg.optim.clip_grad_norm
@@ -198,7 +225,8 @@ def train_step(st: TrainState, images: Tensor, labels: Tensor, order: Tensor,
 # -- evaluation, checkpoints, final outputs ----------------------------------------------------------------
 def _evaluate(st: TrainState, ds) -> dict[str, Any]:
     c = st.cfg
-    ev = EvalSetup(st.eval_transform(), c.data.eval_batch_size, st.autocast_dtype, st.d, c.train.seed)
+    ev = EvalSetup(st.eval_transform(), c.data.eval_batch_size, st.autocast_dtype, st.d, c.train.seed,
+                   _workers(c, st.d))
     return st.objective.evaluate(st.eval_model, ds, ev)
 
 
@@ -288,12 +316,27 @@ def _warn_changes(cfg: Config, saved: dict[str, Any], path: Path) -> None:
               + "\n  ".join(diff))
 
 
-def _banner(st: TrainState, data: Data, resumed: Path | None) -> str:
+def _report_skipped(st: TrainState, batches, log: RunLogger, reported: int) -> int:
+    """Log and list in RUN/skipped.txt the training files found unreadable since the last report (each was
+    replaced by another image); returns how many of this process's are reported now."""
+    new = batches.skipped[reported:]
+    found = [f for part in dd.all_gather_objects(new, st.d) for f in part]
+    if found and st.d.main:
+        path = st.run_dir / SKIPPED_FILE
+        old = path.read_text() if path.is_file() else ""
+        atomic_write(path, lambda tmp: tmp.write_text(old + "".join(f"{p}\t{why}\n" for p, why in found)))
+        log.info(f"step {st.step}: {len(found)} unreadable training file(s) replaced by other images; listed in {path}")
+    return reported + len(new)
+
+
+def _banner(st: TrainState, data: Data, resumed: Path | None, batches) -> str:
     n = sum(p.numel() for p in st.model.parameters())
     c, d = st.cfg, st.d
+    how = ("in memory" if data.train.in_memory else
+           f"read from disk by {_workers(c, d) or 'no'} worker process(es)" + ("" if _workers(c, d) else " (in this process)"))
     return (f"{'resuming from ' + str(resumed) + ' at step ' + str(st.step) if resumed else 'training'}: "
             f"{c.model.name or c.model.weights} ({n / 1e6:.2f}M params) on {c.data.dataset} "
-            f"({len(data.train)} train / {len(data.eval_set)} "
+            f"({len(data.train)} train {how} / {len(data.eval_set)} "
             f"{data.test_name if data.eval_name == 'test' else data.eval_name}), {st.plan.total_steps} steps "
             f"x batch {c.data.batch_size} ({d.world} process(es) x {c.data.accum_steps} accumulation x "
             f"{st.plan.micro}), {d.device}, {torch.get_num_threads()} threads, {st.precision}"

@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data import Mixup
-from ..evaluate.metrics import evaluate
+from ..data import Source
+from ..data.pipeline import eval_batches
+from ..evaluate.metrics import evaluate_batches
 from . import distributed as dd
 from .config import Config
 
@@ -41,6 +43,12 @@ class EvalSetup:
     autocast: torch.dtype | None
     dist: dd.Dist
     seed: int
+    workers: int = 0  # DataLoader processes decoding images read from disk
+
+    def batches(self, ds: Source) -> Iterator[tuple[Tensor, Tensor]]:
+        """This process's share of ``ds`` (every world-th image) as uint8 batches at the model's size."""
+        rows = torch.arange(self.dist.rank, len(ds), self.dist.world)
+        return eval_batches(ds, self.transform.img_size, self.batch_size, rows, self.workers)
 
 
 class Objective:
@@ -108,8 +116,7 @@ class Classify(Objective):
         return soft_target_xent(out.float(), target, self.kind)
 
     def evaluate(self, model, ds, ev):
-        sl = slice(ev.dist.rank, None, ev.dist.world)
-        counts = evaluate(model, ds.images[sl], ds.labels[sl], ev.transform, ev.batch_size, self.classes, ev.autocast)
+        counts = evaluate_batches(model, ev.batches(ds), ev.transform, self.classes, ev.autocast)
         device = next(model.parameters()).device
         counts.load_tensor(dd.all_sum(counts.as_tensor().to(device), ev.dist).cpu())
         return counts.summary()
@@ -165,13 +172,12 @@ class MaskedPatch(Objective):
         """Masked-patch cross-entropy and accuracy (%) over the corrupted patches of ``model``'s encoding;
         the corruption comes from a generator seeded by train.seed, so evaluations compare like with like."""
         device = next(model.parameters()).device
-        images = ds.images[ev.dist.rank :: ev.dist.world]
         gen = torch.Generator(device=device).manual_seed(ev.seed)
         was_training = self.module.training
         self.module.eval()
         total = torch.zeros(3, dtype=torch.float64, device=device)
-        for i in range(0, len(images), ev.batch_size):
-            x = ev.transform(images[i : i + ev.batch_size].to(device, non_blocking=True))
+        for images, _ in ev.batches(ds):
+            x = ev.transform(images.to(device, non_blocking=True))
             with torch.autocast(device.type, dtype=ev.autocast or torch.float32, enabled=ev.autocast is not None):
                 out = self.module(x, gen, encoder=model)
             logits = out.logits.float()

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data import ImageDataset, get_normalize, train_dev_split
+from ..data import Source, get_normalize, train_dev_split
 from ..data.splits import open_run_data
 from .config import Config, model_options
 from .fit import check_channels, fit_model_options
@@ -16,10 +16,10 @@ from .fit import check_channels, fit_model_options
 
 @dataclass
 class Data:
-    train: ImageDataset
-    eval_set: ImageDataset  # per-epoch evaluation and "best": the dev split, or test without one
+    train: Source
+    eval_set: Source  # per-epoch evaluation and "best": the dev split, or test without one
     eval_name: str  # "dev" or "test"
-    test: ImageDataset  # read for the final result
+    test: Source  # read for the final result
     test_name: str  # "test", or what stands in for it when the source has no test split (data.test_fraction)
     classes: list[str]
     notes: list[str] = field(default_factory=list)  # what was decided from the data, for the log
@@ -31,7 +31,7 @@ def load_data(cfg: Config, run_dir: Path, write: bool) -> Data:
     d = cfg.data
     run = open_run_data(d.dataset, run_dir, d.test_fraction, cfg.train.seed, d.data_dir,
                         size=d.image_size or model_options(cfg).get("img_size"), on_error=d.on_error,
-                        cache=d.cache, write=write)
+                        cache=d.cache, write=write, in_memory=d.in_memory)
     train, test, notes = run.train, run.test, list(run.notes)
     if d.train_limit:
         train = train.subset(torch.arange(min(d.train_limit, len(train))))
@@ -44,7 +44,10 @@ def load_data(cfg: Config, run_dir: Path, write: bool) -> Data:
 def build_run_model(cfg: Config, data: Data) -> nn.Module:
     """``build_model`` for ``data``: for a data set given as a path, input channels and image size come
     from the images unless the recipe sets them (a note on what was chosen goes to ``data.notes``)."""
-    options, note = fit_model_options(cfg.data.dataset, data.train, model_options(cfg), cfg.model.name)
+    options = model_options(cfg)
+    if cfg.data.image_size and "img_size" not in options and not data.train.in_memory:  # the size crops come out at
+        options = {**options, "img_size": cfg.data.image_size}
+    options, note = fit_model_options(cfg.data.dataset, data.train, options, cfg.model.name)
     if note:
         data.notes.append(note)
     model = build_model(cfg, data.classes, options)

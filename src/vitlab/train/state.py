@@ -22,12 +22,15 @@ from .precision import Precision, agreed, choose_precision
 
 
 class TrainState:
-    def __init__(self, cfg: Config, model: nn.Module, objective: Objective, plan: Plan, d: Dist, run_dir: Path) -> None:
+    def __init__(self, cfg: Config, model: nn.Module, objective: Objective, plan: Plan, d: Dist, run_dir: Path,
+                 cropped: bool = False) -> None:
+        """``cropped``: the training images arrive Inception-cropped and flipped per sample (streamed data),
+        so the batched transform does the rest only."""
         self.cfg, self.model, self.objective, self.plan, self.d, self.run_dir = cfg, model, objective, plan, d, run_dir
         mc, data = model.cfg, cfg.data  # augmentation at the model's own size; a low-resolution stage resizes after
         self.train_tf = TrainTransform(mc.img_size, data.crop_scale, data.crop_ratio, data.flip, mc.mean, mc.std,
                                        data.randaugment, data.random_erasing, in_chans=mc.in_chans,
-                                       translate=data.translate)
+                                       translate=data.translate, crop=not cropped)
         self.trained = objective.attach(model)  # the module the optimizer steps (model, or a wrapper of it)
         if plan.size_at(0) != tuple(model.cfg.img_size):  # before the optimizer and EMA exist: nothing else to update
             model.set_input_size(plan.size_at(0))

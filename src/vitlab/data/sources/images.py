@@ -92,7 +92,12 @@ def decode_image(fp: BinaryIO, name: str, max_pixels: int | None = None) -> Imag
 
 
 def image_to_array(img: Image.Image, channels: int | None = None) -> np.ndarray:
-    """Any PIL mode -> uint8 array (H, W) for grayscale or (H, W, 3) for colour.
+    """Any PIL mode -> uint8 array (H, W) for grayscale or (H, W, 3) for colour (see to_l_or_rgb)."""
+    return np.asarray(to_l_or_rgb(img, channels), dtype=np.uint8)
+
+
+def to_l_or_rgb(img: Image.Image, channels: int | None = None) -> Image.Image:
+    """Any PIL mode -> an "L" or "RGB" image.
 
     Alpha (RGBA, LA, P with transparency) is composited on white, which is how viewers show it; CMYK,
     YCbCr etc. are converted to RGB; 16/32-bit integer images (I;16, I: 16-bit PNG/TIFF) are scaled by
@@ -126,8 +131,7 @@ def image_to_array(img: Image.Image, channels: int | None = None) -> np.ndarray:
         img = img.convert("L")
     elif channels == 3 and img.mode != "RGB":
         img = img.convert("RGB")
-    return np.asarray(img, dtype=np.uint8)
-
+    return img
 
 
 def find_images(inputs: Sequence[PathLike]) -> tuple[list[Path], list[tuple[str, str]]]:

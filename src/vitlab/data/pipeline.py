@@ -1,0 +1,311 @@
+"""Per-sample work in DataLoader worker processes, for sources read from disk, and the batch providers
+the training loop and evaluation read from.
+
+    training, encoded source:  rows of micro-batch (step, k) (vitlab.data.sampler) -> a worker decodes each
+        file (at 1/2, 1/4 or 1/8 scale when the crop still covers the output: libjpeg's scaled decoding
+        through PIL's ``draft``), Inception-crops it on the original image (aspect ratio kept), flips,
+        resizes to the training size (PIL bilinear) -> uint8 (m, C, H, W) -> batched ops in the main
+        process (vitlab.data.transforms: shifts, RandAugment, normalisation, erasing; mixup in the objective)
+    training, in-memory source: the rows are gathered on the device; crop and flip happen batched there
+    evaluation: the whole image resized to the model's size (per sample in workers for encoded sources)
+
+Every random draw of sample j comes from a generator seeded by (seed, step, k, j), so whichever worker
+reads it, however many workers there are, the pixels are the same. A file that cannot be read (corrupt,
+truncated, deleted after the scan) is replaced by another row drawn from the same seed, so the step keeps
+its batch size and the run stays reproducible; data.on_error=raise stops with the file named instead.
+"""
+from __future__ import annotations
+
+import io
+import math
+import os
+import random
+from dataclasses import dataclass
+from typing import Any, Iterator, Literal
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from ..utils.size import to_2tuple
+from .base import Source
+from .sampler import BatchSchedule, MicroBatch, epoch_order, sample_seed
+from .sources.arrays import ImageDataset
+from .sources.images import to_l_or_rgb
+from .transforms import inception_crop
+
+Skipped = list[tuple[str, str]]
+MAX_REPLACEMENTS = 100  # tries to find a readable stand-in for an unreadable training file
+
+
+def default_workers(local_processes: int = 1) -> int:
+    """data.workers=null: the cores of this machine shared by its processes, at most 8 each."""
+    return max(1, min(8, (os.cpu_count() or 1) // max(1, local_processes)))
+
+
+@dataclass(frozen=True)
+class CropSpec:
+    """The per-sample part of training augmentation: Inception crop (area share `scale`, aspect `ratio`),
+    horizontal flip, resize to `size`; `draft`: decode JPEGs at reduced size when the crop allows."""
+
+    size: tuple[int, int]
+    scale: tuple[float, float] = (0.08, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    flip: bool = True
+    draft: bool = True
+
+
+# ------------------------------------------------------------------------------------------- one sample
+def _open(data: bytes, name: str) -> Image.Image:
+    """Open encoded bytes without decoding them; refuse canvases over Pillow's pixel limit from the header."""
+    try:
+        im = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError as e:
+        raise ValueError(f"cannot read image {name}: not a recognised image format") from e
+    except Image.DecompressionBombError as e:
+        raise ValueError(f"cannot read image {name}: refused as a possible decompression bomb ({e})") from e
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ValueError(f"cannot read image {name}: corrupt or truncated ({e})") from e
+    w, h = im.size
+    if Image.MAX_IMAGE_PIXELS and w * h > Image.MAX_IMAGE_PIXELS:
+        raise ValueError(f"cannot read image {name}: {w}x{h} pixels, refused as a possible decompression bomb "
+                         f"(PIL.Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS:,})")
+    return im
+
+
+def _finish(im: Image.Image) -> np.ndarray:
+    arr = np.asarray(im, dtype=np.uint8)
+    return arr[:, :, None] if arr.ndim == 2 else arr
+
+
+def decode_crop(data: bytes, name: str, channels: int, spec: CropSpec, gen: torch.Generator) -> np.ndarray:
+    """One training sample: (H, W, C) uint8 at spec.size, cropped on the image as stored (EXIF orientation
+    applied), the crop and flip drawn from `gen` (crop first, then flip, as the batched transform draws)."""
+    im = _open(data, name)
+    try:
+        oriented = im.getexif().get(0x0112, 1) == 1
+        if not oriented:
+            im = ImageOps.exif_transpose(im)
+        w, h = im.size
+        top, left, ch, cw = inception_crop(1, h, w, spec.scale, spec.ratio, gen)[0].tolist()
+        flip = spec.flip and bool(torch.rand(1, generator=gen) < 0.5)
+        oh, ow = spec.size
+        if spec.draft and oriented and im.format == "JPEG":  # the crop at 1/s scale must still cover the output
+            im.draft(None, (math.ceil(w * ow / cw), math.ceil(h * oh / ch)))
+        sx, sy = im.size[0] / w, im.size[1] / h
+        im = to_l_or_rgb(im, channels)
+        im = im.resize((ow, oh), Image.Resampling.BILINEAR, box=(left * sx, top * sy, (left + cw) * sx, (top + ch) * sy))
+        if flip:
+            im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        return _finish(im)
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ValueError(f"cannot read image {name}: corrupt or truncated ({e})") from e
+
+
+def decode_resize(data: bytes, name: str, channels: int, size: tuple[int, int]) -> np.ndarray:
+    """One evaluation sample: the whole image (EXIF orientation applied) resized to `size`, (H, W, C) uint8."""
+    im = _open(data, name)
+    try:
+        if im.getexif().get(0x0112, 1) != 1:
+            im = ImageOps.exif_transpose(im)
+        im = to_l_or_rgb(im, channels)
+        oh, ow = size
+        if im.size != (ow, oh):
+            im = im.resize((ow, oh), Image.Resampling.BILINEAR)
+        return _finish(im)
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ValueError(f"cannot read image {name}: corrupt or truncated ({e})") from e
+
+
+# -------------------------------------------------------------------------------- readers (in workers)
+def _to_batch(arrays: list[np.ndarray], channels: int, size: tuple[int, int]) -> Tensor:
+    if not arrays:
+        return torch.empty(0, channels, *size, dtype=torch.uint8)
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+
+
+class TrainReader(Dataset):
+    """Reads one micro-batch per item (a MicroBatch from the sampler): decode, crop, flip, resize."""
+
+    def __init__(self, source: Source, spec: CropSpec, seed: int, on_error: Literal["skip", "raise"]) -> None:
+        self.source, self.spec, self.seed, self.on_error = source, spec, seed, on_error
+        self.channels = int(source.channels)
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, mb: MicroBatch) -> tuple[Tensor, Tensor, int, int, Skipped]:
+        arrays, labels, skipped = [], [], []
+        for j, row in enumerate(mb.rows.tolist()):
+            s = sample_seed(self.seed, mb.step, mb.k, j)
+            pick = random.Random(s)
+            for attempt in range(MAX_REPLACEMENTS + 1):
+                try:
+                    data = self.source.read_bytes(row)
+                    arrays.append(decode_crop(data, self.source.name(row), self.channels, self.spec,
+                                              torch.Generator().manual_seed(s)))
+                    labels.append(int(self.source.labels[row]))
+                    break
+                except ValueError as e:
+                    if self.on_error == "raise":
+                        raise ValueError(f"{e} (data.on_error=raise; data.on_error=skip replaces such files)") from None
+                    skipped.append((self.source.name(row), str(e)))
+                    row = pick.randrange(len(self.source))  # a stand-in drawn from the sample's own seed
+            else:
+                raise ValueError(f"no readable image found in {MAX_REPLACEMENTS} tries for sample {j} of step "
+                                 f"{mb.step}; is the data set's storage readable? Last error: {skipped[-1][1]}")
+        return _to_batch(arrays, self.channels, self.spec.size), torch.tensor(labels), mb.step, mb.k, skipped
+
+
+class EvalReader(Dataset):
+    """Reads one chunk of rows per item: decode and resize the whole image. Unreadable files are left out
+    (an evaluation never trains on a stand-in) and listed."""
+
+    def __init__(self, source: Source, size: tuple[int, int], on_error: Literal["skip", "raise"]) -> None:
+        self.source, self.size, self.on_error = source, size, on_error
+        self.channels = int(source.channels)
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, rows: Tensor) -> tuple[Tensor, Tensor, Skipped]:
+        arrays, labels, skipped = [], [], []
+        for row in rows.tolist():
+            name = self.source.name(row)
+            try:
+                arrays.append(decode_resize(self.source.read_bytes(row), name, self.channels, self.size))
+                labels.append(int(self.source.labels[row]))
+            except ValueError as e:
+                if self.on_error == "raise":
+                    raise
+                skipped.append((name, str(e)))
+        return _to_batch(arrays, self.channels, self.size), torch.tensor(labels, dtype=torch.int64), skipped
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)  # a worker decodes; the main process's threads run the model
+
+
+def _as_is(item: Any) -> Any:
+    return item
+
+
+def _loader(dataset: Dataset, items: Any, workers: int, device: torch.device, prefetch: int = 4) -> DataLoader:
+    return DataLoader(dataset, batch_size=None, sampler=items, num_workers=workers, collate_fn=_as_is,
+                      pin_memory=device.type == "cuda", worker_init_fn=_worker_init if workers else None,
+                      prefetch_factor=prefetch if workers else None, persistent_workers=False)
+
+
+class _Items:
+    """A sampler of arbitrary items (micro-batches, row chunks) with a known length."""
+
+    def __init__(self, items: Iterator[Any], n: int) -> None:
+        self.items, self.n = items, n
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return self.n
+
+
+# ------------------------------------------------------------------------------- batch providers (main)
+class InMemoryBatches:
+    """Micro-batches gathered from a data set held on the device; crop and flip are left to the batched
+    transform (``cropped`` False)."""
+
+    cropped = False
+
+    def __init__(self, ds: ImageDataset, schedule: BatchSchedule, device: torch.device) -> None:
+        self.images, self.labels = ds.images.to(device), ds.labels.to(device)
+        self.schedule, self.device = schedule, device
+        self.skipped: Skipped = []
+        self._order: tuple[int, Tensor] | None = None
+
+    def get(self, step: int, k: int) -> tuple[Tensor, Tensor]:
+        epoch = step // self.schedule.steps_per_epoch
+        if self._order is None or self._order[0] != epoch:
+            self._order = (epoch, epoch_order(self.schedule.n, self.schedule.seed, epoch))
+        idx = self.schedule.at(step, k, self._order[1]).rows.to(self.device)
+        return self.images[idx], self.labels[idx]
+
+    def close(self) -> None:
+        pass
+
+
+class StreamingBatches:
+    """Micro-batches read from an encoded source by ``workers`` DataLoader processes, from ``start_step`` on
+    (steps before it are never read); ``cropped`` True: crop, flip and resize were done per sample."""
+
+    cropped = True
+
+    def __init__(self, source: Source, schedule: BatchSchedule, start_step: int, spec: CropSpec, seed: int,
+                 on_error: Literal["skip", "raise"], workers: int, device: torch.device) -> None:
+        remaining = (schedule.total_steps - start_step) * len(schedule.ks())
+        items = _Items(schedule.iterate(start_step), max(0, remaining))
+        self.loader = _loader(TrainReader(source, spec, seed, on_error), items, workers, device)
+        self.device, self.skipped = device, []
+        self._it: Iterator | None = None
+        self._ready: dict[tuple[int, int], tuple[Tensor, Tensor]] = {}
+
+    def get(self, step: int, k: int) -> tuple[Tensor, Tensor]:
+        """Micro-batch k of ``step``; asking again for the current step (a step rerun eagerly after
+        torch.compile failed) gets the same images."""
+        if self._it is None:
+            self._it = iter(self.loader)
+        while (step, k) not in self._ready:
+            x, y, s, kk, skipped = next(self._it)
+            self._ready = {key: v for key, v in self._ready.items() if key[0] >= step}
+            self._ready[(s, kk)] = (x, y)
+            self.skipped += skipped
+        x, y = self._ready[(step, k)]
+        return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+    def close(self) -> None:
+        """Stop the worker processes."""
+        self._it = None
+        self._ready = {}
+
+
+def train_batches(source: Source, schedule: BatchSchedule, start_step: int, spec: CropSpec, seed: int,
+                  on_error: Literal["skip", "raise"], workers: int,
+                  device: torch.device) -> InMemoryBatches | StreamingBatches:
+    """The provider for `source`: gathered on the device when it is in memory, else streamed by workers."""
+    if source.in_memory:
+        return InMemoryBatches(source, schedule, device)  # type: ignore[arg-type]
+    return StreamingBatches(source, schedule, start_step, spec, seed, on_error, workers, device)
+
+
+def eval_batches(source: Source, size: tuple[int, int] | int, batch_size: int, rows: Tensor | None = None,
+                 workers: int = 0, on_error: Literal["skip", "raise"] = "skip", device: torch.device | str = "cpu",
+                 skipped: Skipped | None = None) -> Iterator[tuple[Tensor, Tensor]]:
+    """(uint8 images, labels) in chunks of `batch_size` over `rows` (default: all), in order. In-memory images
+    come as stored (the eval transform resizes them batched); encoded ones are decoded and resized to `size`
+    per sample, in `workers` processes, unreadable ones left out and appended to `skipped`."""
+    rows = torch.arange(len(source)) if rows is None else torch.as_tensor(rows, dtype=torch.int64)
+    chunks = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
+    if source.in_memory:
+        for c in chunks:
+            yield source.images[c], source.labels[c]
+        return
+    reader = EvalReader(source, to_2tuple(size), on_error)
+    for x, y, bad in _loader(reader, _Items(iter(chunks), len(chunks)), workers, torch.device(device)):
+        if skipped is not None:
+            skipped += bad
+        yield x, y
+
+
+def materialize(source: Source, size: tuple[int, int] | int, rows: Tensor | None = None, workers: int = 0,
+                batch_size: int = 256) -> ImageDataset:
+    """`rows` of `source` as an in-memory data set at `size` (encoded sources decoded and resized; unreadable
+    files left out and listed in ``skipped``): for the few images analysis, few-shot probes and galleries use."""
+    if source.in_memory:
+        return source.subset(torch.arange(len(source)) if rows is None else rows)  # type: ignore[return-value]
+    skipped: Skipped = []
+    parts = list(eval_batches(source, size, batch_size, rows, workers, skipped=skipped))
+    images = torch.cat([x for x, _ in parts]) if parts else torch.empty(0, source.channels, *to_2tuple(size),
+                                                                        dtype=torch.uint8)
+    labels = torch.cat([y for _, y in parts]) if parts else torch.empty(0, dtype=torch.int64)
+    return ImageDataset(images, labels, list(source.classes), skipped)
