@@ -215,11 +215,19 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_train)
 
 
+def _add_workers(p: argparse.ArgumentParser) -> None:
+    from .data.pipeline import default_workers
+
+    p.add_argument("--workers", type=int, default=default_workers(),
+                   help="processes decoding images read from disk (image folders too large for memory; default: "
+                        "the cores, at most 8; 0: in this process)")
+
+
 def _eval(args: argparse.Namespace) -> int:
     from .evaluate.metrics import evaluate_checkpoint, format_summary
 
     s = evaluate_checkpoint(args.ckpt, args.data, args.split, args.data_dir, args.batch_size, args.device, args.checkpoint,
-                            args.backend)
+                            args.backend, args.workers)
     which = f" ({args.checkpoint} checkpoint)" if args.checkpoint else ""
     print(format_summary(s, f"{args.ckpt}{which} on {s['data']}"))
     return 0
@@ -233,6 +241,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="test", choices=("train", "test"))
     p.add_argument("--data-dir", help="where named datasets live (default: $VITLAB_DATA, system paths)")
     p.add_argument("--batch-size", type=int, default=1024)
+    _add_workers(p)
     p.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
     _add_checkpoint_choice(p)
     _add_backend_option(p)
@@ -268,7 +277,7 @@ def _fewshot(args: argparse.Namespace) -> int:
 
     report = fewshot_checkpoint(args.ckpt, args.data, args.split_train, args.split_test, tuple(args.shots),
                                 tuple(args.seeds), args.max_test, args.data_dir, args.batch_size, args.device,
-                                out=args.out, checkpoint=args.checkpoint)
+                                out=args.out, checkpoint=args.checkpoint, workers=args.workers)
     print(format_fewshot(report))
     if args.out:
         print(f"wrote {args.out}")
@@ -287,6 +296,7 @@ def _add_fewshot(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-test", type=int, help="score on a fixed random subset of this many test images")
     p.add_argument("--data-dir", help="where named datasets live (default: $VITLAB_DATA, system paths)")
     p.add_argument("--batch-size", type=int, default=256)
+    _add_workers(p)
     p.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
     p.add_argument("--out", help="also write the results as JSON to this file")
     _add_checkpoint_choice(p)

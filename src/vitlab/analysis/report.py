@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..data.pipeline import materialize
 from ..data.sources import open_dataset
 from ..data.transforms import EvalTransform
 from ..models.vit import VisionTransformer
@@ -69,8 +70,8 @@ def analyze(
     cfg = model.cfg
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    ds = open_dataset(data, split, data_dir)
-    if len(ds) == 0:
+    source = open_dataset(data, split, data_dir, size=cfg.img_size)
+    if len(source) == 0:
         raise ValueError(f"dataset {data!r} ({split}) has no images")
     sections: list[tuple[str, str | None, str]] = []  # (title, file stem or None, one-line explanation)
     summary: dict[str, Any] = {
@@ -110,7 +111,9 @@ def analyze(
         sections.append(("Position-embedding similarity", None, f"Not drawn: {e}."))
 
     # (3) + (4): one explicit-attention pass over a fixed sample
-    idx = _sample(len(ds), min(num_images, len(ds)), seed)
+    sample = _sample(len(source), min(num_images, len(source)), seed)
+    ds = materialize(source, cfg.img_size, sample)  # just the sample, decoded (unreadable files left out)
+    idx = torch.arange(len(ds))
     transform = EvalTransform(cfg.img_size, cfg.mean, cfg.std, in_chans=cfg.in_chans)
     dev = next(model.parameters()).device
     names = class_names(model)
@@ -154,7 +157,7 @@ def analyze(
     if roll_maps:
         images = [ds.images[int(i)].permute(1, 2, 0).numpy() for i in idx[: len(roll_maps)]]
         plot_rollout(images, roll_maps, out / "rollout.png", titles=roll_titles)
-        _write_json(out / "rollout.json", {"indices": idx[: len(roll_maps)].tolist(), "titles": roll_titles,
+        _write_json(out / "rollout.json", {"indices": sample[: len(roll_maps)].tolist(), "titles": roll_titles,
                                            "grid": [gh, gw], "maps": np.stack(roll_maps).tolist()})
         pooled = "the class token's row" if model.num_prefix_tokens else "the mean of the patch rows (gap model: no class token)"
         sections.append(("Attention rollout (Fig. 6)", "rollout",

@@ -1,28 +1,20 @@
-"""Data: in-memory uint8 datasets and batched tensor transforms.
+"""Data, in the order images flow: source -> split -> sampler -> per-sample pipeline -> batch operations.
 
-datasets.py
-    ImageDataset(images uint8 (N,C,H,W), labels int64 (N,), classes, skipped)  __len__/__getitem__/subset/num_classes
-    open_dataset(spec, split="train", data_dir=None, size=None, on_error="skip", cache=None)
-        spec: fashion_mnist | mnist | mnist5k | cifar10 | cifar100 | digits | a path (class folders, .npz, IDX/CIFAR dir)
-        named sets are found in data_dir, then $VITLAB_DATA, then /usr/share/datasets/fashion-mnist
-    load_idx(root, split, kind=None), read_idx(path), load_cifar_binary(root, split, label="fine"),
-    load_image_folder(root, size=None, on_error="skip", channels=None, cache=None), load_arrays(images, labels, classes),
-    load_npz(path, split=None), load_digits(split), load_mnist5k(split), load_image(path), image_to_array(img, channels)
-    decode_image(stream, name, max_pixels=None)   uploaded bytes; refuses huge canvases from the header (ImageTooLargeError)
-    train_dev_split(ds, dev_fraction, seed=0) -> (train, dev)   deterministic, stratified (holdout_mask)
-    has_test_split(spec) -> bool; NoTestSplitError when a source without one is asked for "test"
-    image_extensions() (what Pillow opens), find_images(inputs) -> (files, problems)  files/folders/globs
-    describe_dataset(ds, name) -> str   counts per class and skipped files (`vitlab data SPEC`)
-splits.py
-    open_run_data(spec, run_dir, test_fraction, seed, ...) -> RunData(train, test, held_out, notes)
-        a source without a test split gets a stratified held-out test set, listed in RUN/split.json
-    open_heldout(run_dir, split), open_eval_data(ckpt, data, split, data_dir)   what `vitlab eval RUN` reads
-transforms.py  (uint8 (B,C,H,W) on any device + torch.Generator -> normalised float32)
-    NORMALIZE presets, get_normalize(name)
-    TrainTransform(img_size, scale, ratio, flip, mean, std, randaugment=(n, m) | None, random_erasing, ops, fill, in_chans, translate)
-    EvalTransform(img_size, mean, std, crop_pct=None, in_chans=None)
-    Mixup(mixup_alpha, cutmix_alpha, prob, switch_prob, label_smoothing, num_classes)(x, y, generator) -> (x, soft targets)
-    smooth_one_hot(y, num_classes, smoothing), preprocess_pil(img, img_size, mean, std, in_chans) -> (C,H,W)
+base.py       Source: len, labels (int64), classes, skipped files, paths; in memory (``images`` uint8 N,C,H,W)
+              or encoded (``read_bytes(i)``, ``name(i)``); Strings (compact path lists for forked workers)
+sources/      one module per kind, and open_dataset(spec, split, data_dir, size, on_error, cache, in_memory)
+    arrays.py   in memory: IDX (MNIST, Fashion-MNIST), CIFAR binary, arrays / .npz, digits, mnist5k (ImageDataset)
+    folder.py   image folders: FolderSource (lazy, cached index) or load_image_folder (decoded into memory);
+                decide_in_memory (data.in_memory=auto: decoded when it takes <= 10% of RAM)
+    images.py   one image file with Pillow: decode_image, load_image, image_to_array, find_images
+holdout.py    holdout_mask, train_dev_split: stratified, seeded held-out shares (indices only)
+splits.py     open_run_data -> RunData(train, test, held_out, notes): the source's test split or a held-out
+              one listed in RUN/split.json; open_heldout, open_eval_data (what `vitlab eval RUN` reads)
+sampler.py    BatchSchedule: the rows of micro-batch (step, k) and every random seed, from (seed, epoch, step, k)
+pipeline.py   per-sample decode / Inception crop on the original / flip / resize in DataLoader workers;
+              train_batches (InMemoryBatches | StreamingBatches), eval_batches, materialize
+transforms.py batched ops on uint8 (B,C,H,W): TrainTransform (crop+flip when in memory, shifts, RandAugment,
+              erasing, normalisation), EvalTransform, Mixup, NORMALIZE presets, preprocess_pil
 """
 from ..errors import MissingDependencyError
 from .base import Source

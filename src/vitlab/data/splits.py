@@ -191,16 +191,17 @@ def run_split_file(ckpt: PathLike) -> Path | None:
 
 
 def open_eval_data(ckpt: PathLike, data: str | None, split: Literal["train", "test"] = "test",
-                   data_dir: PathLike | None = None) -> tuple[Source, str]:
+                   data_dir: PathLike | None = None, size: Any = None) -> tuple[Source, str]:
     """The images to evaluate `ckpt` on, and their description. For a run that held out its test set
     (RUN/split.json) and `data` None or the run's own source, exactly the held-out images; `data` None
-    on another run directory means the run's data set (RUN/config.yaml); otherwise `data` at `split`."""
+    on another run directory means the run's data set (RUN/config.yaml); otherwise `data` at `split`
+    (an image folder read lazily or decoded at `size`, the model's, as data.in_memory=auto decides)."""
     split_file = run_split_file(ckpt)
     if split_file is not None and (data is None or _source(data) == read_split(split_file)["source"]):
         return open_heldout(split_file.parent, split)
     if data is None:
         data, data_dir = _run_dataset(ckpt, data_dir)
-    return open_dataset(data, split, data_dir), f"{data} ({split})"
+    return open_dataset(data, split, data_dir, size=size), f"{data} ({split})"
 
 
 def _run_dataset(ckpt: PathLike, data_dir: PathLike | None) -> tuple[str, PathLike | None]:

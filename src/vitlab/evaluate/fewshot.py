@@ -130,7 +130,7 @@ def fewshot_checkpoint(
     ckpt: str | os.PathLike, data: str, split_train: str = "train", split_test: str = "test",
     shots: tuple[int, ...] = (1, 5, 10, 25), seeds: tuple[int, ...] = (0, 1, 2), max_test: int | None = None,
     data_dir: str | None = None, batch_size: int = 256, device: str | None = None, l2_reg: float = L2_REG,
-    out: str | os.PathLike | None = None, progress: bool = True, checkpoint: str | None = None,
+    out: str | os.PathLike | None = None, progress: bool = True, checkpoint: str | None = None, workers: int = 0,
 ) -> dict[str, Any]:
     """The paper's few-shot probe of a checkpoint's frozen pre-logits features on a dataset.
 
@@ -141,6 +141,7 @@ def fewshot_checkpoint(
     ``vitlab.load_model`` (e.g. a run directory and ``"best"``).
     """
     from ..data import EvalTransform, open_dataset
+    from ..data.pipeline import materialize
     from ..utils.device import pick_device
     from ..weights import load_model
 
@@ -150,8 +151,10 @@ def fewshot_checkpoint(
     if max_test is not None and max_test < 1:
         raise ValueError(f"max_test must be >= 1, got {max_test}")
     dev = pick_device(device)
-    train = open_dataset(data, split_train, data_dir)
-    test = open_dataset(data, split_test, data_dir)
+    model = load_model(ckpt, checkpoint).to(dev)
+    cfg = model.cfg
+    train = open_dataset(data, split_train, data_dir, size=cfg.img_size)
+    test = open_dataset(data, split_test, data_dir, size=cfg.img_size)
     if list(train.classes) != list(test.classes):
         raise ValueError(f"{data}: splits {split_train!r} and {split_test!r} have different classes "
                          f"({list(train.classes)[:5]}... vs {list(test.classes)[:5]}...)")
@@ -163,12 +166,16 @@ def fewshot_checkpoint(
     if max_test is not None and max_test < len(test):
         test_idx = np.sort(np.random.default_rng(0).permutation(len(test))[:max_test])
 
-    model = load_model(ckpt, checkpoint).to(dev)
-    cfg = model.cfg
     tf = EvalTransform(cfg.img_size, cfg.mean, cfg.std, in_chans=cfg.in_chans)
     label = "features" if progress else None
-    train_x = extract_features(model, train.images[torch.as_tensor(used)], tf, batch_size, dev, label)
-    test_x = extract_features(model, test.images[torch.as_tensor(test_idx)], tf, batch_size, dev, label)
+    train_images = materialize(train, cfg.img_size, torch.as_tensor(used), workers)
+    test_images = materialize(test, cfg.img_size, torch.as_tensor(test_idx), workers)
+    if train_images.skipped or test_images.skipped:
+        bad = train_images.skipped + test_images.skipped
+        raise ValueError(f"{len(bad)} image(s) of {data} could not be read, e.g. {bad[0][0]}: {bad[0][1]}; the probe "
+                         "needs every drawn image: fix or remove them")
+    train_x = extract_features(model, train_images.images, tf, batch_size, dev, label)
+    test_x = extract_features(model, test_images.images, tf, batch_size, dev, label)
     results = probe_draws(rows, train_x, train_y[used], test_x, test.labels.numpy()[test_idx], train.num_classes, l2_reg)
     report = {
         "checkpoint": str(ckpt), "data": data, "split_train": split_train, "split_test": split_test,

@@ -144,8 +144,8 @@ def evaluate_checkpoint(
         from ..deploy import BackendModel, open_backend
 
         model = BackendModel(open_backend(ckpt, backend, checkpoint=checkpoint))
-    ds, what = open_eval_data(ckpt, data, split, data_dir)
     cfg = model.cfg
+    ds, what = open_eval_data(ckpt, data, split, data_dir, size=cfg.img_size)
     names = list(cfg.class_names) if cfg.class_names else list(ds.classes)
     if cfg.num_classes != ds.num_classes:
         raise ValueError(f"{ckpt} predicts {cfg.num_classes} classes but {what} has {ds.num_classes}")

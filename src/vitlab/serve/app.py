@@ -37,6 +37,7 @@ from starlette.staticfiles import StaticFiles
 from ..analysis import analyze, attention_rollout, collect_attention, plot_position_similarity, position_embedding_similarity
 from ..analysis.predict import class_names
 from ..utils.device import pick_device
+from ..data.pipeline import materialize
 from ..data.sources import ImageTooLargeError, decode_image, image_to_array, open_dataset
 from ..data.transforms import preprocess_pil
 from ..models.vit import VisionTransformer
@@ -199,11 +200,11 @@ def build_explorer(
     ds = None
     if data is not None:
         try:
-            ds = open_dataset(data, "test", data_dir)
+            ds = open_dataset(data, "test", data_dir, size=model.cfg.img_size)
         except (OSError, ValueError) as e:
             card["notes"].append(f"no example images: the run's data set {data!r} could not be opened ({e})")
     if ds is not None:
-        explorer.examples = _pick_examples(ds, NUM_EXAMPLES)
+        explorer.examples = _pick_examples(ds, NUM_EXAMPLES, model.cfg.img_size)
     _gather_figures(explorer, run, ds, data, data_dir)
     card["examples"] = [{"url": f"/examples/{k}.png", "label": lab} for k, (lab, _) in enumerate(explorer.examples)]
     card["figures"] = [{"url": f"/figures/{stem}.png", "title": title, "caption": caption}
@@ -211,14 +212,16 @@ def build_explorer(
     return explorer
 
 
-def _pick_examples(ds, n: int) -> list[tuple[str, bytes]]:
+def _pick_examples(ds, n: int, size: tuple[int, int]) -> list[tuple[str, bytes]]:
     """The first test image of each class in class order (then the next images, for fewer classes
     than ``n``): a spread of classes rather than whatever the file's first n images are."""
     labels = ds.labels
     order = [int((labels == c).nonzero()[0]) for c in range(ds.num_classes) if (labels == c).any()][:n]
     taken = set(order)
     order += [i for i in range(min(len(ds), 2 * n)) if i not in taken][: n - len(order)]
-    return [(ds.classes[int(labels[i])], _png(ds.images[i].permute(1, 2, 0).squeeze(-1).numpy())) for i in order]
+    shown = materialize(ds, size, torch.as_tensor(order, dtype=torch.int64))  # decoded when read from disk
+    return [(shown.classes[int(y)], _png(x.permute(1, 2, 0).squeeze(-1).numpy()))
+            for x, y in zip(shown.images, shown.labels)]
 
 
 def _gather_figures(explorer: Explorer, run: Path | None, ds, data: str | None, data_dir: str | None) -> None:

@@ -332,12 +332,13 @@ def _report_skipped(st: TrainState, batches, log: RunLogger, reported: int) -> i
 def _banner(st: TrainState, data: Data, resumed: Path | None, batches) -> str:
     n = sum(p.numel() for p in st.model.parameters())
     c, d = st.cfg, st.d
-    how = ("in memory" if data.train.in_memory else
-           f"read from disk by {_workers(c, d) or 'no'} worker process(es)" + ("" if _workers(c, d) else " (in this process)"))
+    w = _workers(c, d)
+    how = "in memory" if data.train.in_memory else f"read from disk by {w} worker process(es)" if w else \
+        "read from disk in this process (data.workers=0)"
     return (f"{'resuming from ' + str(resumed) + ' at step ' + str(st.step) if resumed else 'training'}: "
             f"{c.model.name or c.model.weights} ({n / 1e6:.2f}M params) on {c.data.dataset} "
-            f"({len(data.train)} train {how} / {len(data.eval_set)} "
-            f"{data.test_name if data.eval_name == 'test' else data.eval_name}), {st.plan.total_steps} steps "
+            f"({len(data.train)} train / {len(data.eval_set)} "
+            f"{data.test_name if data.eval_name == 'test' else data.eval_name}; {how}), {st.plan.total_steps} steps "
             f"x batch {c.data.batch_size} ({d.world} process(es) x {c.data.accum_steps} accumulation x "
             f"{st.plan.micro}), {d.device}, {torch.get_num_threads()} threads, {st.precision}"
             f"{', torch.compile' if st.compile else ''}"
