@@ -30,7 +30,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..data.pipeline import CropSpec, default_workers, train_batches
-from ..data.sampler import BatchSchedule, stream_seed
+from ..data.sampler import stream_seed
+from ..data.shard_order import ShardSchedule, training_schedule
 from ..utils.io import atomic_write
 from . import distributed as dd
 from .checkpoint import latest_checkpoint, load_checkpoint, remove_partial
@@ -153,8 +154,11 @@ def _setup(cfg: Config, run_dir: Path, d: dd.Dist) -> tuple[TrainState, Data]:
 def _batches(st: TrainState, data: Data):
     """The training images' provider, from the current step on (a resumed run reads no skipped sample)."""
     c, d, plan = st.cfg, st.d, st.plan
-    schedule = BatchSchedule(len(data.train), c.train.seed, plan.steps_per_epoch, plan.total_steps, c.data.batch_size,
-                             plan.micro, c.data.accum_steps, d.world, d.rank)
+    schedule = training_schedule(c.data.shard_order, data.train, c.train.seed, plan.steps_per_epoch, plan.total_steps,
+                                 c.data.batch_size, plan.micro, c.data.accum_steps, d.world, d.rank, _workers(c, d),
+                                 c.data.shuffle_buffer)
+    if isinstance(schedule, ShardSchedule):
+        data.notes.append(schedule.describe())
     spec = CropSpec(st.train_tf.img_size, c.data.crop_scale, c.data.crop_ratio, c.data.flip)
     return train_batches(data.train, schedule, st.step, spec, c.train.seed, c.data.on_error, _workers(c, d), d.device)
 
