@@ -61,10 +61,6 @@ def open_dataset(
     """
     _check_split(split)
     key = spec.lower().replace("-", "_")
-    if key not in NAMED_DATASETS and is_shard_spec(spec):
-        return open_shards(spec, split, on_error, cache)
-    if key not in NAMED_DATASETS and is_hf_spec(spec):
-        return open_hf(spec, split, on_error)
     if key in ("digits", "mnist5k"):
         return load_digits(split) if key == "digits" else load_mnist5k(split)
     if key in _SUBDIRS:
@@ -79,13 +75,17 @@ def open_dataset(
             f"{spec} ({split}) not found; looked in:\n  " + "\n  ".join(map(str, looked or ["(nowhere)"]))
             + f"\npass --data-dir / data_dir=DIR or set VITLAB_DATA to a folder holding the files{hint}"
         )
-    path = _existing_path(spec)
     if not has_test_split(spec, data_dir) and split == "test":
         raise NoTestSplitError(
-            f"{spec} has no test split (no x_test/y_test arrays, no test/ val/ valid/ validation/ subfolder); "
+            f"{spec} has no test split (no x_test/y_test arrays, no test/ val/ valid/ validation/ subfolder or split); "
             "`vitlab train` holds out data.test_fraction of it and saves the list in RUN/split.json, so evaluate "
             "the run directory (`vitlab eval RUN`), or pass --split train"
         )
+    if is_shard_spec(spec):
+        return open_shards(spec, split, on_error, cache)
+    if is_hf_spec(spec):
+        return open_hf(spec, split, on_error)
+    path = _existing_path(spec)
     if path.is_file():
         return load_npz(path, split)
     if _find_idx(path, split, "images") is not None:
