@@ -4,9 +4,9 @@ without labels left out, a hub name refused without downloading; a table trained
 import json
 
 import pytest
-import webdataset as wds
 
-datasets = pytest.importorskip("datasets")
+datasets = pytest.importorskip("datasets", reason="the hf extra is not installed: pip install 'vitlab[hf]'")
+wds = pytest.importorskip("webdataset", reason="webdataset (in the test extra) checks the shard format")
 
 from vitlab.cli import main  # noqa: E402
 from vitlab.data import has_test_split, open_dataset  # noqa: E402

@@ -9,7 +9,6 @@ import tarfile
 import numpy as np
 import pytest
 import torch
-import webdataset as wds
 from PIL import Image
 
 from vitlab.cli import main
@@ -30,11 +29,16 @@ def folder(tmp_path, make_folder):
     return make_folder(tmp_path / "photos", per_class=10)
 
 
+def _webdataset():
+    return pytest.importorskip("webdataset", reason="webdataset (in the test extra) checks the shard format")
+
+
 def _tars(d):
     return [str(p) for p in sorted(d.glob("*.tar"))]
 
 
 def test_pack_is_read_by_webdataset_itself(tmp_path, folder):
+    wds = _webdataset()
     assert main(["data", "pack", str(folder), str(tmp_path / "sh"), "--shard-size", "7"]) == 0
     index = json.loads((tmp_path / "sh" / "dataset.json").read_text())
     assert index["classes"] == ["class0", "class1", "class2"] and index["samples"] == 30
@@ -83,6 +87,7 @@ def _png(value, size=(5, 7)):
 
 
 def test_shards_written_by_webdataset_are_read(tmp_path):
+    wds = _webdataset()
     d = tmp_path / "foreign"
     d.mkdir()
     with wds.TarWriter(str(d / "part-0.tar")) as w:
@@ -244,3 +249,16 @@ def test_training_schedule_picks_by_source_and_setting(tmp_path, folder):
     assert not isinstance(training_schedule("auto", lazy, *args), ShardSchedule)
     with pytest.raises(ValueError, match="data.shard_order=shards needs tar shards"):
         training_schedule("shards", lazy, *args)
+
+
+def test_command_line_and_config_errors_name_the_fix(tmp_path, folder, capsys):
+    assert main(["data", "pack", str(folder)]) == 2
+    assert "usage: vitlab data pack SRC OUT" in capsys.readouterr().err
+    assert main(["data", "pack", str(folder), str(tmp_path / "o")]) == 2
+    assert "needs --shard-size" in capsys.readouterr().err
+    assert main(["data", str(folder), "extra"]) == 2
+    from vitlab.train import load_config
+
+    for bad, msg in (("data.shard_order=random", "data.shard_order"), ("data.shuffle_buffer=0", "data.shuffle_buffer")):
+        with pytest.raises(ValueError, match=msg):
+            load_config(None, [bad]).validate()

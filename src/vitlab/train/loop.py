@@ -7,7 +7,8 @@ on CUDA, loss) -> backward (DDP all-reduce) -> clip -> optimizer -> EMA -> check
 of micro-batch k at step s (crop, flip, RandAugment, mixup, masking, dropout, stochastic depth) comes from
 a stream seeded by (seed, s, k) (a sample's crop: (seed, s, k, j)), and the data order from (seed, epoch),
 so a run resumed from any checkpoint, or split over another number of processes with the same global
-batch, computes the same thing as an uninterrupted single run.
+batch, computes the same thing as an uninterrupted single run. (Tar shards are read shard by shard by
+default, an order that also depends on the processes and workers: vitlab.data.shard_order.)
 
 What is learned (labels, or masked patches) is the objective's business (objectives.py); the step
 arithmetic is planned up front (plan.py); data and model come from setup.py; state.py holds what a
