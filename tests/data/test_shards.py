@@ -4,6 +4,7 @@ partition over processes and workers (every sample of an epoch once, contiguous 
 a function of the numbers alone, resume = the tail of the uninterrupted order)."""
 import io
 import json
+import os
 import tarfile
 
 import numpy as np
@@ -65,7 +66,8 @@ def test_pack_caps_bytes_and_is_reproducible(tmp_path, folder):
     for bad in ("0", "12 parsecs", "1.5"):
         with pytest.raises(ValueError, match="--shard-size"):
             parse_shard_size(bad)
-    assert sample_key("class0/img.v2.jpg") == "class0/img%2Ev2" and sample_key("00000012") == "00000012"
+    assert sample_key("class0/img.v2.jpg") == "class0/img%2Ev2" and sample_key("a.b/00000012") == "a.b/00000012"
+    assert sample_key(sample_key("x/a.b.png")) == sample_key("x/a.b.png")  # re-packing shards keeps their keys
 
 
 def test_pack_encodes_arrays_as_png(tmp_path):
@@ -217,6 +219,34 @@ def test_a_reader_reads_one_contiguous_stretch_of_the_shuffled_shards():
     # micro-batch q of a process goes to its worker q mod workers: consecutive micro-batches alternate readers
     readers = [s._place(step, 1)[0] for step in range(6)]
     assert readers == [2, 3, 2, 3, 2, 3]
+
+
+def test_each_dataloader_worker_reads_its_own_stretch_in_order(tmp_path, folder, monkeypatch):
+    from vitlab.data.pipeline import CropSpec, StreamingBatches
+    from vitlab.data.sources.shards import ShardSource
+
+    pack(open_dataset(str(folder), in_memory=False), tmp_path / "sh", 4)
+    src = open_dataset(str(tmp_path / "sh"))
+    log = tmp_path / "reads.txt"
+    real = ShardSource.read_bytes
+
+    def logged(self, i):  # runs in the forked workers: one line per read, with the reading process
+        with open(log, "a") as f:
+            f.write(f"{os.getpid()} {self.paths[i]}\n")
+        return real(self, i)
+
+    monkeypatch.setattr(ShardSource, "read_bytes", logged)
+    sched = ShardSchedule(src.shard, 0, 3, 6, 8, 4, 1, 1, 0, 2, buffer=3)  # 30 samples, 2 workers, 2 epochs
+    batches = StreamingBatches(src, sched, 0, CropSpec((8, 8)), 0, "skip", 2, torch.device("cpu"))
+    for step in range(6):
+        batches.get(step, 0)
+    batches.close()
+    by_pid: dict[str, list[str]] = {}
+    for line in log.read_text().splitlines():
+        pid, key = line.split()
+        by_pid.setdefault(pid, []).append(key)
+    want = {g: [src.paths[int(r)] for e in (0, 1) for r in sched.reader_rows(e, g)] for g in (0, 1)}
+    assert sorted(by_pid.values()) == sorted(want.values())  # each worker: its stretch, in reading order
 
 
 def test_the_order_is_a_function_of_the_numbers_and_resume_continues_it():

@@ -4,8 +4,9 @@ Each sample becomes three tar members sharing its key: the image (``KEY.jpg``, `
 the source's own encoded bytes, never re-encoded; in-memory arrays, which have none, are encoded as PNG),
 ``KEY.cls`` (the label, decimal) and ``KEY.json`` (label, class name, the sample's name in the source).
 Keys are stable: the source's file path without its extension (a folder's ``class0/img_001``, a shard
-set's own keys), or the row number for arrays and Hugging Face tables; a dot in a key is written ``%2E``
-(WebDataset cuts the key at the first dot). Samples go into the shards in an order shuffled by ``seed``
+set's own keys), or the row number for arrays and Hugging Face tables; a dot in a key's last path
+component is written ``%2E`` (WebDataset cuts the key at the first dot there); two samples that would get
+one key stop the pack with both named. Samples go into the shards in an order shuffled by ``seed``
 (each shard then holds a mix of classes, so a reader's shuffle buffer sees them; ``seed=None`` keeps the
 source's order). ``dataset.json`` beside the shards is the index: the class names, and per shard its file,
 sample count and bytes. Members carry fixed metadata (mtime 0, uid 0), so packing the same source
@@ -61,11 +62,13 @@ def parse_shard_size(text: str | int) -> ShardSize:
 
 
 def sample_key(name: str) -> str:
-    """A WebDataset key from a sample's name: the image extension dropped, '%' and '.' escaped."""
+    """A WebDataset key from a sample's name: its image extension dropped, a dot left in the last path
+    component written %2E (WebDataset cuts the key there); a name that is a key already stays as it is."""
     stem, dot, ext = name.rpartition(".")
     if dot and "/" not in ext and f".{ext.lower()}" in image_extensions():
         name = stem
-    return name.replace("%", "%25").replace(".", "%2E")
+    head, slash, last = name.rpartition("/")
+    return head + slash + last.replace(".", "%2E")
 
 
 def encoded(source: Source, i: int) -> tuple[bytes, str]:
@@ -137,9 +140,11 @@ def pack(source: Source, out: PathLike, shard_size: ShardSize | str | int, seed:
     out.mkdir(parents=True, exist_ok=True)
     names = _names(source)
     keys = [sample_key(n) for n in names]
-    if len(set(keys)) != len(keys):
-        dup = next(k for k in keys if keys.count(k) > 1)
-        raise ValueError(f"two samples of the source get the key {dup!r}; rename one of the files")
+    first: dict[str, int] = {}
+    for i, k in enumerate(keys):
+        if k in first:
+            raise ValueError(f"{names[first[k]]!r} and {names[i]!r} get the same key {k!r}; rename one of them")
+        first[k] = i
     order = range(len(source)) if seed is None else torch.randperm(
         len(source), generator=torch.Generator().manual_seed(seed)).tolist()
     writer, skipped = _ShardWriter(out, size), []
