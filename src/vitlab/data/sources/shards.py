@@ -28,12 +28,15 @@ sample, held-out splits by sample key (``paths``), evaluation in chunks. The sha
 shards: the tests read what ``vitlab data pack`` writes with ``webdataset.WebDataset`` and read shards that
 ``webdataset.TarWriter`` wrote. Nothing in a shard is unpickled or run.
 
-The per-sample index is built once (headers read shard by shard, in threads) and cached under
-$XDG_CACHE_HOME/vitlab/shards (default ~/.cache/vitlab; beside ``data.cache`` when that is a path), keyed by
-the shards' paths, sizes and modification times: a changed, added or removed shard builds it again.
+The per-sample index is built once (headers read shard by shard, in threads; processes starting together
+wait on a lock file for the one building it) and cached under $XDG_CACHE_HOME/vitlab/shards (default
+~/.cache/vitlab; beside ``data.cache`` when that is a path), keyed by the shards' paths, sizes and
+modification times: a changed, added or removed shard builds it again.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import io
 import json
@@ -47,7 +50,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from glob import glob
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Sequence
+from typing import Any, ClassVar, Iterator, Literal, Sequence
 
 import numpy as np
 import torch
@@ -319,13 +322,26 @@ def open_shards(spec: str, split: str = "train", on_error: Literal["skip", "rais
         raise FileNotFoundError(f"{spec}: no .tar shards found")
     key = _index_key(files)
     where = index_path(files, key, cache)
-    cached = _read_index(where, key)
-    if cached is None:
-        cached = _build_index(files)
-        atomic_write(where, lambda tmp: _save(tmp, {**cached, "key": np.array(key)}))
+    with _exclusive(where):  # the processes of a node starting together: one reads the headers, the rest wait
+        cached = _read_index(where, key)
+        if cached is None:
+            cached = _build_index(files)
+            atomic_write(where, lambda tmp: _save(tmp, {**cached, "key": np.array(key)}))
     src = _source(files, cached)
     report_or_raise(files[0].parent, src.skipped, on_error)
     return src
+
+
+@contextlib.contextmanager
+def _exclusive(index: Path) -> Iterator[None]:
+    """Hold an exclusive lock beside `index` (a file system without locks: go on without one)."""
+    index.parent.mkdir(parents=True, exist_ok=True)
+    with open(index.with_name(f".{index.name}.lock"), "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX)
+        except OSError:
+            pass
+        yield  # closing the file releases the lock
 
 
 def _build_index(files: list[Path]) -> dict[str, np.ndarray]:
