@@ -53,6 +53,14 @@ def test_sigkill_mid_epoch_on_shards_then_resume_is_bit_identical(tmp_path, make
     assert out.step == 12
     a, b = _weights(tmp_path / "kill"), _weights(tmp_path / "ref")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ"
+    # the consumers take shards as they take a folder: eval (the held-out keys), fewshot and analyze
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "ref")]) == 0
+    assert "12 held-out test images" in capsys.readouterr().out
+    assert main(["fewshot", str(tmp_path / "ref"), "--data", str(tmp_path / "sh"), "--split-test", "train",
+                 "--shots", "2", "--seeds", "0", "--workers", "0"]) == 0
+    assert main(["analyze", str(tmp_path / "ref"), "--data", str(tmp_path / "sh"), "--split", "train", "--out",
+                 str(tmp_path / "an"), "--num-images", "4", "--num-rollout", "1"]) == 0
 
 
 # Under torchrun: the real training loop, with the batch provider's get() wrapped to record the labels of every

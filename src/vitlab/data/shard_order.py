@@ -137,12 +137,13 @@ class ShardSchedule:
                 yield self.at(step, k, rows)
 
     def describe(self) -> str:
+        """The run's log line: the order, the remainder, what exactness holds."""
         left = self.n - self.steps_per_epoch * self.batch_size
-        return (f"data order: data.shard_order=shards: each epoch the {len(self._used)} shards are shuffled by (seed, "
-                f"epoch) and read in stretches by {self.world} process(es) x {self.workers} reader(s), each through "
-                f"a {self.buffer}-sample shuffle buffer; {left} of {self.n} samples an epoch left out (fewer than a "
-                f"batch). Resume continues exactly with the same processes and data.workers; 2 processes are not "
-                f"1 process with 2 accumulation steps here (data.shard_order=global keeps that)")
+        return (f"data order: shard by shard (data.shard_order=shards): {len(self._used)} shards shuffled by (seed, "
+                f"epoch), read in stretches by {self.world} process(es) x {self.workers} reader(s) through "
+                f"{self.buffer}-sample shuffle buffers; {left} of {self.n} samples an epoch left out (n mod batch). "
+                f"Resume is exact with the same processes and data.workers; unlike data.shard_order=global, "
+                f"2 processes do not equal 1 with 2 accumulation steps")
 
 
 def training_schedule(order: str, source: Source, seed: int, steps_per_epoch: int, total_steps: int,
