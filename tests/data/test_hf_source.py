@@ -10,6 +10,7 @@ wds = pytest.importorskip("webdataset", reason="webdataset (in the test extra) c
 
 from vitlab.cli import main  # noqa: E402
 from vitlab.data import has_test_split, open_dataset  # noqa: E402
+from vitlab.data.pack import pack  # noqa: E402
 from vitlab.errors import NoTestSplitError  # noqa: E402
 from vitlab.train import load_config, train  # noqa: E402
 
@@ -97,3 +98,22 @@ def test_training_on_a_saved_dataset_and_packing_it(tmp_path, folder):
     got = list(wds.WebDataset([str(p) for p in sorted((tmp_path / "sh").glob("*.tar"))], shardshuffle=False))
     assert sorted(s["jpg"] for s in got) == sorted(f.read_bytes() for f in files)
     assert sorted(s["__key__"] for s in got) == [f"{i:08d}" for i in range(len(files))]
+
+
+def test_string_and_plain_integer_labels(tmp_path, folder):
+    files = sorted(folder.glob("class*/*.jpg"))[:6]
+    img = [{"bytes": f.read_bytes(), "path": None} for f in files]
+    feats = {"image": datasets.Image()}
+    datasets.Dataset.from_dict({"image": img, "label": ["eel", "cat", None, "cat", "dog", "eel"]},
+                               features=datasets.Features({**feats, "label": datasets.Value("string")})
+                               ).save_to_disk(str(tmp_path / "s"))
+    src = open_dataset(str(tmp_path / "s"))
+    assert src.classes == ["cat", "dog", "eel"] and src.labels.tolist() == [2, 0, 0, 1, 2] and len(src.skipped) == 1
+    pack(src, tmp_path / "sh", 10, seed=None)  # keys are the table's rows: row 2 (no label) is not there
+    assert sorted(open_dataset(str(tmp_path / "sh")).paths) == ["00000000", "00000001", "00000003", "00000004",
+                                                               "00000005"]
+    datasets.Dataset.from_dict({"image": img, "y": [3, 0, 1, 3, None, 0]},
+                               features=datasets.Features({**feats, "y": datasets.Value("int64")})
+                               ).save_to_disk(str(tmp_path / "i"))
+    src = open_dataset(f"hf:{tmp_path / 'i'}?label=y")
+    assert src.classes == ["0", "1", "2", "3"] and src.labels.tolist() == [3, 0, 1, 3, 0]

@@ -88,8 +88,13 @@ def encoded(source: Source, i: int) -> tuple[bytes, str]:
 
 
 def _names(source: Source) -> list[str]:
+    """Each sample's stable name: its path or key, else its row in the table it came from (HFSource.rows:
+    rows without a label are not in the source), else its index."""
     paths = getattr(source, "paths", None)
-    return list(paths) if paths is not None else [f"{i:08d}" for i in range(len(source))]
+    if paths is not None:
+        return list(paths)
+    rows = getattr(source, "rows", range(len(source)))
+    return [f"{int(r):08d}" for r in rows]
 
 
 class _ShardWriter:

@@ -147,17 +147,21 @@ def _only(found: list[str], kind: str, feats: Any, where: str, what: str) -> str
     return found[0]
 
 
-def _labels(table: Any, column: str) -> tuple[list[Any], list[str], bool]:
-    """(label per row, class names, whether they are class indices) from the label column."""
-    ds = _datasets()
-    values = table.select_columns([column]).with_format("arrow")[:][column].to_pylist()
+def _labels(table: Any, column: str) -> tuple[np.ndarray, list[str]]:
+    """(class index per row, -1 where there is none; class names) from the label column, without a Python
+    object per row."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    values = table.select_columns([column]).with_format("arrow")[:][column]
     feat = table.features[column]
-    if isinstance(feat, ds.ClassLabel):
-        return values, list(feat.names), True
-    if all(isinstance(v, str) or v is None for v in values):
-        return values, sorted({v for v in values if v is not None}), False
-    top = max((int(v) for v in values if v is not None and int(v) >= 0), default=-1)
-    return values, [str(i) for i in range(top + 1)], True
+    if isinstance(feat, _datasets().ClassLabel):
+        return pc.fill_null(values, -1).to_numpy().astype(np.int64), list(feat.names)
+    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+        names = sorted(pc.unique(values).drop_null().to_pylist())
+        return pc.fill_null(pc.index_in(values, value_set=pa.array(names, values.type)), -1).to_numpy().astype(np.int64), names
+    labels = pc.fill_null(values, -1).to_numpy().astype(np.int64)
+    return labels, [str(i) for i in range(int(labels.max(initial=-1)) + 1)]
 
 
 class HFSource(Source):
@@ -210,20 +214,13 @@ def open_hf(spec: str, split: str = "train", on_error: Literal["skip", "raise"] 
                                "data.test_fraction of the training rows instead")
     table, where = splits[name], f"{path}:{name}"
     image, label = _columns(table, cols, where)
-    values, classes, indexed = _labels(table, label)
-    lookup = {c: i for i, c in enumerate(classes)}
-    rows, labels, skipped = [], [], []
-    for r, v in enumerate(values):
-        y = None if v is None else (int(v) if indexed else lookup[v])
-        if y is None or y < 0:
-            skipped.append((f"{where}[row {r}]", "no label"))
-        else:
-            rows.append(r)
-            labels.append(y)
-    if not rows:
+    labels, classes = _labels(table, label)
+    rows = np.flatnonzero(labels >= 0)
+    skipped = [(f"{where}[row {r}]", "no label") for r in np.flatnonzero(labels < 0).tolist()]
+    if not len(rows):
         raise ValueError(f"{where}: no labelled rows (column {label!r})")
     table = table.cast_column(image, _datasets().Image(decode=False)).select_columns([image])
-    src = HFSource(table, image, np.array(rows), torch.tensor(labels, dtype=torch.int64), classes, skipped, 3, where)
+    src = HFSource(table, image, rows, torch.from_numpy(labels[rows]), classes, skipped, 3, where)
     src.channels = guess_channels(lambda i: io.BytesIO(src.read_bytes(i)), len(src))
     report_or_raise(path, skipped, on_error)
     return src
