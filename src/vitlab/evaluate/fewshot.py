@@ -130,7 +130,8 @@ def fewshot_checkpoint(
     ckpt: str | os.PathLike, data: str, split_train: str = "train", split_test: str = "test",
     shots: tuple[int, ...] = (1, 5, 10, 25), seeds: tuple[int, ...] = (0, 1, 2), max_test: int | None = None,
     data_dir: str | None = None, batch_size: int = 256, device: str | None = None, l2_reg: float = L2_REG,
-    out: str | os.PathLike | None = None, progress: bool = True, checkpoint: str | None = None, workers: int = 0,
+    out: str | os.PathLike | None = None, progress: bool = True, checkpoint: str | None = None,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """The paper's few-shot probe of a checkpoint's frozen pre-logits features on a dataset.
 
@@ -141,7 +142,7 @@ def fewshot_checkpoint(
     ``vitlab.load_model`` (e.g. a run directory and ``"best"``).
     """
     from ..data import EvalTransform, open_dataset
-    from ..data.pipeline import materialize
+    from ..data.pipeline import default_workers, materialize
     from ..utils.device import pick_device
     from ..weights import load_model
 
@@ -168,6 +169,7 @@ def fewshot_checkpoint(
 
     tf = EvalTransform(cfg.img_size, cfg.mean, cfg.std, in_chans=cfg.in_chans)
     label = "features" if progress else None
+    workers = default_workers() if workers is None else workers
     train_images = materialize(train, cfg.img_size, torch.as_tensor(used), workers)
     test_images = materialize(test, cfg.img_size, torch.as_tensor(test_idx), workers)
     if train_images.skipped or test_images.skipped:

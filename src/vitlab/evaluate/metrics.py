@@ -124,16 +124,16 @@ def evaluate_checkpoint(
     device: str | None = None,
     checkpoint: str | None = None,
     backend: str = "torch",
-    workers: int = 0,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Top-1 / top-5 / per-class accuracy of a checkpoint on a dataset, preprocessed as the checkpoint's
     config says (img_size, mean, std, in_chans). ``ckpt`` and ``checkpoint`` as for ``vitlab.load_model``
     (e.g. a run directory and ``"best"``). A run directory that held out its test set is evaluated on
     exactly those images (``data`` None or the run's source; see vitlab.data.splits.open_eval_data).
-    ``backend``: see vitlab.deploy (an .onnx file too). ``workers``: processes decoding images read from disk
+    ``backend``: see vitlab.deploy (an .onnx file too). ``workers``: processes decoding images read from disk (None: default_workers())
     (unreadable ones are left out and listed under "skipped")."""
     from ..data import EvalTransform
-    from ..data.pipeline import eval_batches
+    from ..data.pipeline import default_workers, eval_batches
     from ..data.splits import open_eval_data
     from ..utils.device import pick_device
     from ..weights import load_model
@@ -154,6 +154,7 @@ def evaluate_checkpoint(
                          "evaluate on the dataset the model was trained for")
     tf = EvalTransform(cfg.img_size, cfg.mean, cfg.std, in_chans=cfg.in_chans)
     skipped: list[tuple[str, str]] = []
+    workers = default_workers() if workers is None else workers
     counts = evaluate_batches(model, eval_batches(ds, cfg.img_size, batch_size, workers=workers, skipped=skipped), tf,
                               names)
     return {**counts.summary(), "data": what, **({"skipped": skipped} if skipped else {})}
