@@ -34,7 +34,7 @@ from .base import Source
 from .sampler import BatchSchedule, MicroBatch, epoch_order, sample_seed
 from .sources.arrays import ImageDataset
 from .sources.images import to_l_or_rgb
-from .transforms import inception_crop
+from .transforms import crop_boxes, crop_draws
 
 Skipped = list[tuple[str, str]]
 MAX_REPLACEMENTS = 100  # tries to find a readable stand-in for an unreadable training file
@@ -80,28 +80,50 @@ def _finish(im: Image.Image) -> np.ndarray:
     return arr[:, :, None] if arr.ndim == 2 else arr
 
 
-def decode_crop(data: bytes, name: str, channels: int, spec: CropSpec, gen: torch.Generator) -> np.ndarray:
-    """One training sample: (H, W, C) uint8 at spec.size, cropped on the image as stored (EXIF orientation
-    applied), the crop and flip drawn from `gen` (crop first, then flip, as the batched transform draws)."""
+def open_oriented(data: bytes, name: str) -> tuple[Image.Image, bool]:
+    """The image as stored, not decoded yet when its EXIF orientation is upright (the flag says so: only
+    then may it be decoded at reduced size); a rotated one comes decoded and turned upright."""
     im = _open(data, name)
     try:
-        oriented = im.getexif().get(0x0112, 1) == 1
-        if not oriented:
-            im = ImageOps.exif_transpose(im)
-        w, h = im.size
-        top, left, ch, cw = inception_crop(1, h, w, spec.scale, spec.ratio, gen)[0].tolist()
-        flip = spec.flip and bool(torch.rand(1, generator=gen) < 0.5)
-        oh, ow = spec.size
-        if spec.draft and oriented and im.format == "JPEG":  # the crop at 1/s scale must still cover the output
+        if im.getexif().get(0x0112, 1) == 1:
+            return im, True
+        return ImageOps.exif_transpose(im), False
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ValueError(f"cannot read image {name}: corrupt or truncated ({e})") from e
+
+
+def crop_resize(im: Image.Image, upright: bool, box: Tensor, flip: bool, channels: int, spec: CropSpec,
+                name: str) -> np.ndarray:
+    """Decode `im` (at 1/2, 1/4 or 1/8 scale when the crop `box` (top, left, height, width) still covers
+    spec.size there), crop, resize to spec.size (PIL bilinear), flip: (H, W, C) uint8."""
+    top, left, ch, cw = box.tolist()
+    oh, ow = spec.size
+    w, h = im.size
+    try:
+        if spec.draft and upright and im.format == "JPEG":
             im.draft(None, (math.ceil(w * ow / cw), math.ceil(h * oh / ch)))
         sx, sy = im.size[0] / w, im.size[1] / h
         im = to_l_or_rgb(im, channels)
         im = im.resize((ow, oh), Image.Resampling.BILINEAR, box=(left * sx, top * sy, (left + cw) * sx, (top + ch) * sy))
-        if flip:
-            im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        return _finish(im)
     except (OSError, SyntaxError, ValueError) as e:
         raise ValueError(f"cannot read image {name}: corrupt or truncated ({e})") from e
+    if flip:
+        im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    return _finish(im)
+
+
+def _box(im: Image.Image, draws: Tensor, spec: CropSpec) -> Tensor:
+    w, h = im.size
+    return crop_boxes(torch.tensor([h]), torch.tensor([w]), draws, spec.ratio)[0]
+
+
+def decode_crop(data: bytes, name: str, channels: int, spec: CropSpec, gen: torch.Generator) -> np.ndarray:
+    """One training sample: (H, W, C) uint8 at spec.size, cropped on the image as stored (EXIF orientation
+    applied), the crop and then the flip drawn from `gen`, as TrainReader does for each sample."""
+    draws = crop_draws(1, spec.scale, spec.ratio, gen)
+    flip = spec.flip and bool(torch.rand(1, generator=gen) < 0.5)
+    im, upright = open_oriented(data, name)
+    return crop_resize(im, upright, _box(im, draws, spec), flip, channels, spec, name)
 
 
 def decode_resize(data: bytes, name: str, channels: int, size: tuple[int, int]) -> np.ndarray:
@@ -127,7 +149,11 @@ def _to_batch(arrays: list[np.ndarray], channels: int, size: tuple[int, int]) ->
 
 
 class TrainReader(Dataset):
-    """Reads one micro-batch per item (a MicroBatch from the sampler): decode, crop, flip, resize."""
+    """Reads one micro-batch per item (a MicroBatch from the sampler): decode, crop, flip, resize.
+
+    The crops of a micro-batch are computed together (crop_boxes over every image's own size) from each
+    sample's own draws, so a sample's pixels depend on (seed, step, k, j) only. An unreadable file is
+    replaced by a row drawn from the same seed; its crop uses the same draws on the stand-in's size."""
 
     def __init__(self, source: Source, spec: CropSpec, seed: int, on_error: Literal["skip", "raise"]) -> None:
         self.source, self.spec, self.seed, self.on_error = source, spec, seed, on_error
@@ -137,26 +163,49 @@ class TrainReader(Dataset):
         return len(self.source)
 
     def __getitem__(self, mb: MicroBatch) -> tuple[Tensor, Tensor, int, int, Skipped]:
-        arrays, labels, skipped = [], [], []
-        for j, row in enumerate(mb.rows.tolist()):
-            s = sample_seed(self.seed, mb.step, mb.k, j)
-            pick = random.Random(s)
-            for attempt in range(MAX_REPLACEMENTS + 1):
-                try:
-                    data = self.source.read_bytes(row)
-                    arrays.append(decode_crop(data, self.source.name(row), self.channels, self.spec,
-                                              torch.Generator().manual_seed(s)))
-                    labels.append(int(self.source.labels[row]))
+        spec, skipped = self.spec, []
+        seeds = [sample_seed(self.seed, mb.step, mb.k, j) for j in range(len(mb.rows))]
+        gens = [torch.Generator().manual_seed(s) for s in seeds]
+        draws = torch.cat([crop_draws(1, spec.scale, spec.ratio, g) for g in gens])
+        flips = [spec.flip and bool(torch.rand(1, generator=g) < 0.5) for g in gens]
+        rows = mb.rows.tolist()
+        opened = [self._open(r, skipped) for r in rows]
+        sizes = torch.tensor([im[0].size[::-1] if im else (1, 1) for im in opened]).view(-1, 2)
+        boxes = crop_boxes(sizes[:, 0], sizes[:, 1], draws, spec.ratio)
+        arrays, labels = [], []
+        for j, (row, im) in enumerate(zip(rows, opened)):
+            out = self._crop(im, boxes[j], flips[j], row, skipped) if im else None
+            pick = random.Random(seeds[j])
+            for _ in range(MAX_REPLACEMENTS):
+                if out is not None:
                     break
-                except ValueError as e:
-                    if self.on_error == "raise":
-                        raise ValueError(f"{e} (data.on_error=raise; data.on_error=skip replaces such files)") from None
-                    skipped.append((self.source.name(row), str(e)))
-                    row = pick.randrange(len(self.source))  # a stand-in drawn from the sample's own seed
-            else:
+                row = pick.randrange(len(self.source))  # a stand-in drawn from the sample's own seed
+                im = self._open(row, skipped)
+                out = self._crop(im, _box(im[0], draws[j : j + 1], spec), flips[j], row, skipped) if im else None
+            if out is None:
                 raise ValueError(f"no readable image found in {MAX_REPLACEMENTS} tries for sample {j} of step "
                                  f"{mb.step}; is the data set's storage readable? Last error: {skipped[-1][1]}")
-        return _to_batch(arrays, self.channels, self.spec.size), torch.tensor(labels), mb.step, mb.k, skipped
+            arrays.append(out)
+            labels.append(int(self.source.labels[row]))
+        return _to_batch(arrays, self.channels, spec.size), torch.tensor(labels, dtype=torch.int64), mb.step, mb.k, skipped
+
+    def _open(self, row: int, skipped: Skipped) -> tuple[Image.Image, bool] | None:
+        try:
+            return open_oriented(self.source.read_bytes(row), self.source.name(row))
+        except ValueError as e:
+            return self._failed(row, e, skipped)
+
+    def _crop(self, im: tuple[Image.Image, bool], box: Tensor, flip: bool, row: int,
+              skipped: Skipped) -> np.ndarray | None:
+        try:
+            return crop_resize(im[0], im[1], box, flip, self.channels, self.spec, self.source.name(row))
+        except ValueError as e:
+            return self._failed(row, e, skipped)
+
+    def _failed(self, row: int, e: ValueError, skipped: Skipped) -> None:
+        if self.on_error == "raise":
+            raise ValueError(f"{e} (data.on_error=raise; data.on_error=skip replaces such files)") from None
+        skipped.append((self.source.name(row), str(e)))
 
 
 class EvalReader(Dataset):

@@ -200,31 +200,36 @@ def _geometric_matrices(ops: tuple[str, ...], choice: Tensor, v: Tensor, h: int,
     return a
 
 
-def inception_crop(b: int, h: int, w: int, scale: tuple[float, float], ratio: tuple[float, float],
-                   g: torch.Generator | None) -> Tensor:
-    """(b, 4) Inception crop boxes (top, left, height, width) in pixels of an h x w image, as torchvision's
-    RandomResizedCrop: 10 tries at a random area share in `scale` and log-uniform aspect in `ratio`, else the
-    whole image clamped to the ratio range. The batched transform and the per-sample pipeline both call it."""
-    tries = 10
-    area = h * w * _uniform(b * tries, *scale, g).view(b, tries)
+def crop_draws(b: int, scale: tuple[float, float], ratio: tuple[float, float], g: torch.Generator | None,
+               tries: int = 10) -> Tensor:
+    """The random numbers of b Inception crops, (b, 2 * tries + 2): area shares in `scale`, log aspects in
+    `ratio`, then the position; they do not depend on the image's size (see crop_boxes)."""
+    area = _uniform(b * tries, *scale, g).view(b, tries)
     log_r = _uniform(b * tries, math.log(ratio[0]), math.log(ratio[1]), g).view(b, tries)
-    cw = torch.sqrt(area * log_r.exp()).round()
-    ch = torch.sqrt(area / log_r.exp()).round()
-    ok = (cw > 0) & (cw <= w) & (ch > 0) & (ch <= h)
+    u = torch.rand(b, 2, generator=g, dtype=torch.float64)
+    return torch.cat([area, log_r, u], 1)
+
+
+def crop_boxes(h: Tensor, w: Tensor, draws: Tensor, ratio: tuple[float, float]) -> Tensor:
+    """(b, 4) Inception crop boxes (top, left, height, width) in pixels of images of sizes h x w (each (b,)), as
+    torchvision's RandomResizedCrop: the first of the tries whose area share and aspect fit, else the whole
+    image clamped to the ratio range, centred. The batched transform (one size) and the per-sample pipeline
+    (each image its own size) both call it."""
+    tries = (draws.shape[1] - 2) // 2
+    h, w = h.double(), w.double()
+    area = (h * w)[:, None] * draws[:, :tries]
+    aspect = draws[:, tries : 2 * tries].exp()
+    cw = torch.sqrt(area * aspect).round()
+    ch = torch.sqrt(area / aspect).round()
+    ok = (cw > 0) & (cw <= w[:, None]) & (ch > 0) & (ch <= h[:, None])
     first = torch.argmax(ok.long(), dim=1, keepdim=True)
     cw, ch, found = cw.gather(1, first)[:, 0], ch.gather(1, first)[:, 0], ok.any(1)
-    in_ratio = w / h
-    if in_ratio < ratio[0]:
-        fw, fh = w, round(w / ratio[0])
-    elif in_ratio > ratio[1]:
-        fw, fh = round(h * ratio[1]), h
-    else:
-        fw, fh = w, h
-    cw = torch.where(found, cw, torch.full_like(cw, fw))
-    ch = torch.where(found, ch, torch.full_like(ch, fh))
-    u = torch.rand(b, 2, generator=g, dtype=torch.float64)
-    top = torch.where(found, torch.floor(u[:, 0] * (h - ch + 1)), torch.full_like(ch, (h - fh) // 2))
-    left = torch.where(found, torch.floor(u[:, 1] * (w - cw + 1)), torch.full_like(cw, (w - fw) // 2))
+    fw = torch.where(w / h > ratio[1], torch.round(h * ratio[1]), w)
+    fh = torch.where(w / h < ratio[0], torch.round(w / ratio[0]), h)
+    cw, ch = torch.where(found, cw, fw), torch.where(found, ch, fh)
+    u = draws[:, 2 * tries :]
+    top = torch.where(found, torch.floor(u[:, 0] * (h - ch + 1)), torch.floor((h - fh) / 2))
+    left = torch.where(found, torch.floor(u[:, 1] * (w - cw + 1)), torch.floor((w - fw) / 2))
     return torch.stack([top, left, ch, cw], 1)
 
 
@@ -279,8 +284,9 @@ class TrainTransform:
         self.norm = _Normalize(mean, std, in_chans)
 
     def crop_params(self, b: int, h: int, w: int, g: torch.Generator | None) -> Tensor:
-        """(b, 4) crop boxes (top, left, height, width) in pixels: see inception_crop."""
-        return inception_crop(b, h, w, self.scale, self.ratio, g)
+        """(b, 4) crop boxes (top, left, height, width) in pixels of b images of h x w: see crop_boxes."""
+        draws = crop_draws(b, self.scale, self.ratio, g)
+        return crop_boxes(torch.full((b,), h), torch.full((b,), w), draws, self.ratio)
 
     def _affine(self, b: int, h: int, w: int, g: torch.Generator | None) -> Tensor:
         """(b, 3, 3) output->source map in normalised coordinates: crop, then flip, then shift. Without
