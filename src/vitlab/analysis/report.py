@@ -70,7 +70,7 @@ def analyze(
     cfg = model.cfg
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    source = open_dataset(data, split, data_dir, size=cfg.img_size)
+    source = open_dataset(data, split, data_dir, in_memory=False)  # folders: only the sample is read
     if len(source) == 0:
         raise ValueError(f"dataset {data!r} ({split}) has no images")
     sections: list[tuple[str, str | None, str]] = []  # (title, file stem or None, one-line explanation)

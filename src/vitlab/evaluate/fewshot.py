@@ -154,8 +154,8 @@ def fewshot_checkpoint(
     dev = pick_device(device)
     model = load_model(ckpt, checkpoint).to(dev)
     cfg = model.cfg
-    train = open_dataset(data, split_train, data_dir, size=cfg.img_size)
-    test = open_dataset(data, split_test, data_dir, size=cfg.img_size)
+    train = open_dataset(data, split_train, data_dir, in_memory=False)  # folders: only the drawn files are read
+    test = open_dataset(data, split_test, data_dir, in_memory=False)
     if list(train.classes) != list(test.classes):
         raise ValueError(f"{data}: splits {split_train!r} and {split_test!r} have different classes "
                          f"({list(train.classes)[:5]}... vs {list(test.classes)[:5]}...)")

@@ -145,7 +145,7 @@ def evaluate_checkpoint(
 
         model = BackendModel(open_backend(ckpt, backend, checkpoint=checkpoint))
     cfg = model.cfg
-    ds, what = open_eval_data(ckpt, data, split, data_dir, size=cfg.img_size)
+    ds, what = open_eval_data(ckpt, data, split, data_dir)
     names = list(cfg.class_names) if cfg.class_names else list(ds.classes)
     if cfg.num_classes != ds.num_classes:
         raise ValueError(f"{ckpt} predicts {cfg.num_classes} classes but {what} has {ds.num_classes}")

@@ -200,7 +200,7 @@ def build_explorer(
     ds = None
     if data is not None:
         try:
-            ds = open_dataset(data, "test", data_dir, size=model.cfg.img_size)
+            ds = open_dataset(data, "test", data_dir, in_memory=False)
         except (OSError, ValueError) as e:
             card["notes"].append(f"no example images: the run's data set {data!r} could not be opened ({e})")
     if ds is not None:
