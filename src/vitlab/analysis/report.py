@@ -111,7 +111,7 @@ def analyze(
 
     # (3) + (4): one explicit-attention pass over a fixed sample
     idx = _sample(len(ds), min(num_images, len(ds)), seed)
-    transform = EvalTransform(cfg.img_size, cfg.mean, cfg.std, in_chans=cfg.in_chans)
+    transform = EvalTransform.for_model(cfg)
     dev = next(model.parameters()).device
     names = class_names(model)
     dist_sum, correct, seen = None, 0, 0

@@ -17,12 +17,16 @@ splits.py
     open_run_data(spec, run_dir, test_fraction, seed, ...) -> RunData(train, test, held_out, notes)
         a source without a test split gets a stratified held-out test set, listed in RUN/split.json
     open_heldout(run_dir, split), open_eval_data(ckpt, data, split, data_dir)   what `vitlab eval RUN` reads
+preprocess.py  the one test-time preprocessing definition, part of a model's metadata
+    Preprocess(img_size, resize="whole"|"shorter", crop_pct=1.0, interpolation="bilinear"|"bicubic")
+        .from_config(model cfg), .resize_pil(img) -> img at img_size, .resize_batch(uint8 batch) -> float 0..255
 transforms.py  (uint8 (B,C,H,W) on any device + torch.Generator -> normalised float32)
     NORMALIZE presets, get_normalize(name)
     TrainTransform(img_size, scale, ratio, flip, mean, std, randaugment=(n, m) | None, random_erasing, ops, fill, in_chans, translate)
-    EvalTransform(img_size, mean, std, crop_pct=None, in_chans=None)
+    EvalTransform(preprocess | img_size, mean, std, in_chans=None), EvalTransform.for_model(cfg)
+        (batch) -> Preprocess.resize_batch + normalise; .image(pil) -> (C,H,W); .normalize(batch at img_size)
     Mixup(mixup_alpha, cutmix_alpha, prob, switch_prob, label_smoothing, num_classes)(x, y, generator) -> (x, soft targets)
-    smooth_one_hot(y, num_classes, smoothing), preprocess_pil(img, img_size, mean, std, in_chans) -> (C,H,W)
+    smooth_one_hot(y, num_classes, smoothing)
 """
 from ..errors import MissingDependencyError
 from .datasets import (
@@ -51,7 +55,8 @@ from .datasets import (
     search_dirs,
     train_dev_split,
 )
-from .transforms import NORMALIZE, EvalTransform, Mixup, TrainTransform, get_normalize, preprocess_pil, smooth_one_hot
+from .preprocess import Preprocess
+from .transforms import NORMALIZE, EvalTransform, Mixup, TrainTransform, get_normalize, smooth_one_hot
 
 __all__ = [
     "DIGIT_CLASSES",
@@ -63,6 +68,7 @@ __all__ = [
     "MissingDependencyError",
     "Mixup",
     "NoTestSplitError",
+    "Preprocess",
     "TrainTransform",
     "decode_image",
     "describe_dataset",
@@ -81,7 +87,6 @@ __all__ = [
     "load_mnist5k",
     "load_npz",
     "open_dataset",
-    "preprocess_pil",
     "read_idx",
     "search_dirs",
     "smooth_one_hot",

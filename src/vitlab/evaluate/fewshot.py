@@ -134,9 +134,9 @@ def fewshot_checkpoint(
 ) -> dict[str, Any]:
     """The paper's few-shot probe of a checkpoint's frozen pre-logits features on a dataset.
 
-    Images are preprocessed as the checkpoint expects (EvalTransform with its img_size, mean, std,
-    in_chans). The shots are drawn from the training labels first, so only those images are embedded;
-    ``max_test`` evaluates on a fixed random subset of the test split. Accuracies are in percent; the
+    Images are preprocessed as the checkpoint's metadata says (EvalTransform.for_model: its Preprocess,
+    mean, std, in_chans). The shots are drawn from the training labels first, so only those images are
+    embedded; ``max_test`` evaluates on a fixed random subset of the test split. Accuracies are in percent; the
     report is also written as JSON to ``out`` when given. ``ckpt`` and ``checkpoint`` as for
     ``vitlab.load_model`` (e.g. a run directory and ``"best"``).
     """
@@ -164,8 +164,7 @@ def fewshot_checkpoint(
         test_idx = np.sort(np.random.default_rng(0).permutation(len(test))[:max_test])
 
     model = load_model(ckpt, checkpoint).to(dev)
-    cfg = model.cfg
-    tf = EvalTransform(cfg.img_size, cfg.mean, cfg.std, in_chans=cfg.in_chans)
+    tf = EvalTransform.for_model(model.cfg)
     label = "features" if progress else None
     train_x = extract_features(model, train.images[torch.as_tensor(used)], tf, batch_size, dev, label)
     test_x = extract_features(model, test.images[torch.as_tensor(test_idx)], tf, batch_size, dev, label)

@@ -112,7 +112,7 @@ def evaluate_checkpoint(
     backend: str = "torch",
 ) -> dict[str, Any]:
     """Top-1 / top-5 / per-class accuracy of a checkpoint on a dataset, preprocessed as the checkpoint's
-    config says (img_size, mean, std, in_chans). ``ckpt`` and ``checkpoint`` as for ``vitlab.load_model``
+    config says (its Preprocess: img_size, eval_resize, eval_crop_pct, eval_interpolation; mean, std, in_chans). ``ckpt`` and ``checkpoint`` as for ``vitlab.load_model``
     (e.g. a run directory and ``"best"``). A run directory that held out its test set is evaluated on
     exactly those images (``data`` None or the run's source; see vitlab.data.splits.open_eval_data).
     ``backend``: see vitlab.deploy (an .onnx file too)."""
@@ -135,6 +135,6 @@ def evaluate_checkpoint(
     if cfg.class_names and list(cfg.class_names) != list(ds.classes):
         raise ValueError(f"class names differ: checkpoint {list(cfg.class_names)[:5]}..., data {ds.classes[:5]}...; "
                          "evaluate on the dataset the model was trained for")
-    tf = EvalTransform(cfg.img_size, cfg.mean, cfg.std, in_chans=cfg.in_chans)
+    tf = EvalTransform.for_model(cfg)
     counts = evaluate(model, ds.images, ds.labels, tf, batch_size, names)
     return {**counts.summary(), "data": what}

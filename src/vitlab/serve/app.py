@@ -38,7 +38,7 @@ from ..analysis import analyze, attention_rollout, collect_attention, plot_posit
 from ..analysis.predict import class_names
 from ..utils.device import pick_device
 from ..data.datasets import ImageTooLargeError, decode_image, image_to_array, open_dataset
-from ..data.transforms import preprocess_pil
+from ..data.transforms import EvalTransform
 from ..models.vit import VisionTransformer
 
 PathLike = str | os.PathLike
@@ -114,7 +114,8 @@ class Explorer:
         """Top-k classes, the rollout map (gh, gw) and the class token's attention to every patch per
         (layer, head), all for one decoded image, preprocessed as `vitlab predict` does."""
         model, cfg = self.model, self.model.cfg
-        x = preprocess_pil(image, cfg.img_size, cfg.mean, cfg.std, cfg.in_chans)[None]
+        tf = EvalTransform.for_model(cfg)
+        x = tf.image(image)[None]
         x = x.to(next(model.parameters()).device)
         logits, attns, grid = collect_attention(model, x)
         rollout = attention_rollout(attns, model.num_prefix_tokens, grid)[0]
@@ -129,20 +130,21 @@ class Explorer:
             "top": top,
             "grid": list(grid),
             "input_size": list(cfg.img_size),
-            "image": _png_data_url(_model_view(image, cfg.img_size, cfg.in_chans)),
+            "image": _png_data_url(_model_view(image, tf)),
             "rollout": np.round(rollout, 6).tolist(),
             "attention": [np.round(c, 6).tolist() for c in cls],  # [layer][head][gh * gw]
             "class_token": bool(p),
         }
 
 
-def _model_view(image: Image.Image, img_size: tuple[int, int], in_chans: int) -> np.ndarray:
-    """The image as the model sees it (its aspect ratio, its channels), at a size people can look at."""
-    h, w = img_size
+def _model_view(image: Image.Image, tf: EvalTransform) -> np.ndarray:
+    """The image as the model sees it (its crop, its aspect ratio, its channels), at a size people can look at."""
+    h, w = tf.img_size
     s = DISPLAY_SIDE / max(h, w)
-    arr = image_to_array(image, channels=in_chans)
+    arr = image_to_array(image, channels=tf.norm.in_chans)
+    box = tf.preprocess.crop_box(*arr.shape[:2])
     size = (max(1, round(w * s)), max(1, round(h * s)))
-    return np.asarray(Image.fromarray(arr.squeeze()).resize(size, Image.Resampling.BILINEAR))
+    return np.asarray(Image.fromarray(arr.squeeze()).resize(size, Image.Resampling.BILINEAR, box=box))
 
 
 def _png(arr: np.ndarray) -> bytes:

@@ -24,6 +24,7 @@ import yaml
 
 from ..errors import ConfigError
 from ..models import ResNetConfig, ViTConfig, get_config, list_models
+from ..utils.eval_fields import check_fields
 
 
 @dataclass
@@ -51,7 +52,11 @@ class DataSection:
     mixup_prob: float = 1.0  # share of batches mixed when mixup or CutMix is on
     mixup_switch_prob: float = 0.5  # with both on: chance of CutMix instead of mixup
     label_smoothing: float = 0.0  # share of the target spread evenly over all classes
-    eval_crop_pct: float | None = None  # None: plain resize (the paper's test preprocessing)
+    # Test-time preprocessing, written into the model's metadata (eval_* of its config; vitlab.data.Preprocess)
+    # so that eval, predict, serve and an ONNX export reproduce the run's evaluation. null: keep the model's.
+    eval_resize: str | None = None  # whole: the whole image to the model's size (the paper's); shorter: aspect kept, centre crop
+    eval_crop_pct: float | None = None  # in (0, 1]: the image is scaled to size / eval_crop_pct, then centre-cropped
+    eval_interpolation: str | None = None  # bilinear or bicubic
 
 
 @dataclass
@@ -152,6 +157,8 @@ class Config:
         if r.compile not in (True, False, "auto"):
             raise ValueError(f"train.compile={r.compile!r} is not one of true, false, auto")
         _choice("data.on_error", d.on_error, ("skip", "raise"))
+        check_fields("data.eval_", d.eval_resize or "whole", 1.0 if d.eval_crop_pct is None else d.eval_crop_pct,
+                     d.eval_interpolation or "bilinear")
         if not 0 < d.test_fraction < 1:
             raise ValueError(f"data.test_fraction={d.test_fraction} must be in (0, 1)")
         if d.image_size is not None and d.image_size < 1:
