@@ -109,8 +109,8 @@ class Preprocess:
         h, w = images.shape[-2:]
         (rh, rw), (top, left) = self._geometry(h, w)
         x = images.float()
-        # One axis at a time, in PIL's order: width first, except that a shrinking height goes first when the
-        # width grows. Each pass rounds half up and clips to 0..255, as PIL's 8-bit passes do.
+        # One axis at a time, in Pillow's order (13.0): width first, except that a shrinking height goes first
+        # when the width grows. Each pass rounds half up and clips to 0..255, as Pillow's 8-bit passes do.
         passes = [(h, rw), (rh, rw)] if not (rh < h and rw > w) else [(rh, w), (rh, rw)]
         for size in passes:
             if tuple(x.shape[-2:]) != size:

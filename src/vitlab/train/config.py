@@ -52,11 +52,11 @@ class DataSection:
     mixup_prob: float = 1.0  # share of batches mixed when mixup or CutMix is on
     mixup_switch_prob: float = 0.5  # with both on: chance of CutMix instead of mixup
     label_smoothing: float = 0.0  # share of the target spread evenly over all classes
-    # Test-time preprocessing, written into the model's metadata (eval_* of its config; vitlab.data.Preprocess)
-    # so that eval, predict, serve and an ONNX export reproduce the run's evaluation. null: keep the model's.
-    eval_resize: str | None = None  # whole: the whole image to the model's size (the paper's); shorter: aspect kept, centre crop
-    eval_crop_pct: float | None = None  # in (0, 1]: the image is scaled to size / eval_crop_pct, then centre-cropped
-    eval_interpolation: str | None = None  # bilinear or bicubic
+    # Test-time preprocessing, written into the model's metadata (its eval_* fields, vitlab.data.Preprocess):
+    # what eval, predict, serve and an ONNX export use, so they reproduce the run's evaluation.
+    eval_resize: str | None = None  # test-time resize: whole (the paper's) or shorter (aspect kept, centre crop; timm); null: the model's
+    eval_crop_pct: float | None = None  # in (0, 1]: the centre crop of the image scaled to size / eval_crop_pct; null: the model's
+    eval_interpolation: str | None = None  # test-time resize filter: bilinear or bicubic (PIL's); null: the model's
 
 
 @dataclass
