@@ -11,7 +11,7 @@ from PIL import Image
 import vitlab
 from vitlab.data import EvalTransform, Preprocess
 from vitlab.models import ResNet, ResNetConfig
-from vitlab.weights import load_model, save_hf
+from vitlab.weights import describe_checkpoint, load_model, save_hf
 from vitlab.weights.export import save_state_dict
 
 FIELDS = dict(eval_resize="shorter", eval_crop_pct=0.875, eval_interpolation="bicubic")
@@ -29,6 +29,7 @@ def test_save_pretrained_round_trip_for_vit_and_resnet(tmp_path):
     assert (raw["eval_resize"], raw["eval_crop_pct"], raw["eval_interpolation"]) == tuple(FIELDS.values())
     for back in (vitlab.from_pretrained(tmp_path / "vit"), load_model(tmp_path / "vit")):
         assert _fields(back.cfg) == tuple(FIELDS.values())
+    assert "test images: resize shorter, crop_pct 0.875, bicubic" in describe_checkpoint(tmp_path / "vit")  # vitlab info
     resnet = ResNet(ResNetConfig(layers=(1,), width=0.5, num_classes=3, img_size=24, **FIELDS))
     resnet.save_pretrained(str(tmp_path / "resnet"))
     assert _fields(load_model(tmp_path / "resnet").cfg) == tuple(FIELDS.values())

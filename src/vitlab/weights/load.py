@@ -268,7 +268,8 @@ def describe_checkpoint(path: str | os.PathLike, checkpoint: str | os.PathLike |
         f"parameters:    {n_params:,}",
         f"classes:       {cfg.num_classes}"
         + (f" ({', '.join(cfg.class_names[:10])}{', ...' if len(cfg.class_names) > 10 else ''})" if cfg.class_names else ""),
-        f"input:         mean {tuple(cfg.mean)}, std {tuple(cfg.std)}",
+        f"input:         mean {tuple(cfg.mean)}, std {tuple(cfg.std)}; test images: resize {cfg.eval_resize}, "
+        f"crop_pct {cfg.eval_crop_pct:g}, {cfg.eval_interpolation}",
         f"keys:          {len(ckpt.state)} ("
         + ", ".join(f"{g}: {c}" for g, c in sorted(groups.items())) + ")",
     ]
