@@ -127,3 +127,12 @@ def test_eval_transform_for_model_is_the_models_preprocess_then_its_normalisatio
     assert batch.shape == (3, 12, 20) and (batch - by_hand).abs().max() <= 2 / 255 / 0.2 + 1e-6  # resize_batch's rounding
     with pytest.raises(ValueError, match="already at"):
         tf.normalize(torch.zeros(1, 3, 31, 23, dtype=torch.uint8))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic"])
+def test_resize_batch_on_cuda_gives_the_cpu_result(interpolation):
+    pre = Preprocess(24, "shorter", 0.875, interpolation)
+    x = torch.from_numpy(np.random.default_rng(3).integers(0, 256, (4, 3, 37, 53), dtype=np.uint8))
+    d = (pre.resize_batch(x.cuda()).cpu() - pre.resize_batch(x)).abs()
+    assert d.max() <= 1 and (d > 0).float().mean() < 0.01  # float rounding may flip a half-level
