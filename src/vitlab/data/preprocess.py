@@ -14,7 +14,7 @@ The arithmetic is timm's (torchvision's Resize and CenterCrop): the scaled size 
 (256 for 224 at crop_pct 0.875), the longer side int(long * scale), the crop offsets rounded. Two
 implementations of the same definition: ``resize_pil`` for one image at a time (prediction, images read
 from disk), ``resize_batch`` for uint8 batches already in memory. Both antialias a reduction the way PIL
-does (the filter widened by the scale); ``resize_batch`` runs PIL's two one-axis passes in PIL's order,
+does (the filter widened by the scale); ``resize_batch`` runs Pillow's two one-axis passes in its order,
 each rounded to whole levels, and on the same image differs from ``resize_pil`` by at most 2 levels of
 255 in under 1% of the values (fixed- vs floating-point filter weights; tests/data/test_preprocess.py).
 """
@@ -102,7 +102,7 @@ class Preprocess:
 
     def resize_batch(self, images: Tensor) -> Tensor:
         """uint8 (B, C, H, W) on any device -> float32 (B, C, h, w) of whole numbers in 0..255: what
-        ``resize_pil`` gives for each image, computed batched (PIL's passes: width, then height)."""
+        ``resize_pil`` gives for each image, computed batched (Pillow's two one-axis passes)."""
         if not isinstance(images, Tensor) or images.dtype != torch.uint8 or images.ndim != 4:
             got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, Tensor) else type(images).__name__
             raise ValueError(f"expected a uint8 image batch (B, C, H, W), got {got}")

@@ -136,8 +136,8 @@ def fewshot_checkpoint(
 
     Images are preprocessed as the checkpoint's metadata says (EvalTransform.for_model: its Preprocess,
     mean, std, in_chans). The shots are drawn from the training labels first, so only those images are
-    embedded; ``max_test`` evaluates on a fixed random subset of the test split. Accuracies are in percent; the
-    report is also written as JSON to ``out`` when given. ``ckpt`` and ``checkpoint`` as for
+    embedded; ``max_test`` evaluates on a fixed random subset of the test split. Accuracies are in
+    percent; the report is also written as JSON to ``out`` when given. ``ckpt`` and ``checkpoint`` as for
     ``vitlab.load_model`` (e.g. a run directory and ``"best"``).
     """
     from ..data import EvalTransform, open_dataset

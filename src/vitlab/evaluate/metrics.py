@@ -112,9 +112,10 @@ def evaluate_checkpoint(
     backend: str = "torch",
 ) -> dict[str, Any]:
     """Top-1 / top-5 / per-class accuracy of a checkpoint on a dataset, preprocessed as the checkpoint's
-    metadata says (EvalTransform.for_model: its Preprocess, mean, std, in_chans; what predict and serve use).
-    ``ckpt`` and ``checkpoint`` as for ``vitlab.load_model`` (e.g. a run directory and ``"best"``). A run directory that held out its test set is evaluated on
-    exactly those images (``data`` None or the run's source; see vitlab.data.splits.open_eval_data).
+    metadata says (EvalTransform.for_model: its Preprocess, mean, std, in_chans; what predict and serve
+    use). ``ckpt`` and ``checkpoint`` as for ``vitlab.load_model`` (e.g. a run directory and ``"best"``). A
+    run directory that held out its test set is evaluated on exactly those images (``data`` None or the
+    run's source; see vitlab.data.splits.open_eval_data).
     ``backend``: see vitlab.deploy (an .onnx file too)."""
     from ..data import EvalTransform
     from ..data.splits import open_eval_data

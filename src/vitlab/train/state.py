@@ -54,7 +54,7 @@ class TrainState:
         return self.ema.module if self.ema is not None else self.model
 
     def eval_transform(self) -> EvalTransform:
-        """Test-time preprocessing at the model's current size, as its metadata defines it (what predict uses)."""
+        """Test-time preprocessing at the model's current size, as its metadata defines it (as predict does)."""
         return EvalTransform.for_model(self.model.cfg)
 
     def resize(self, size: tuple[int, int]) -> None:
