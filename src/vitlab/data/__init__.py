@@ -13,8 +13,10 @@ splits.py     open_run_data -> RunData(train, test, held_out, notes): the source
 sampler.py    BatchSchedule: the rows of micro-batch (step, k) and every random seed, from (seed, epoch, step, k)
 pipeline.py   per-sample decode / Inception crop on the original / flip / resize in DataLoader workers;
               train_batches (InMemoryBatches | StreamingBatches), eval_batches, materialize
+preprocess.py Preprocess: the one test-time resize/crop definition (whole | shorter, crop_pct, filter), part of a
+              model's metadata; resize_pil (one image) and resize_batch (uint8 batches)
 transforms.py batched ops on uint8 (B,C,H,W): TrainTransform (crop+flip when in memory, shifts, RandAugment,
-              erasing, normalisation), EvalTransform, Mixup, NORMALIZE presets, preprocess_pil
+              erasing, normalisation), EvalTransform (Preprocess + normalisation; .for_model(cfg)), Mixup, NORMALIZE
 """
 from ..errors import MissingDependencyError
 from .base import Source
@@ -45,7 +47,8 @@ from .sources import (
     FolderSource,
     open_folder,
 )
-from .transforms import NORMALIZE, EvalTransform, Mixup, TrainTransform, get_normalize, preprocess_pil, smooth_one_hot
+from .preprocess import Preprocess
+from .transforms import NORMALIZE, EvalTransform, Mixup, TrainTransform, get_normalize, smooth_one_hot
 
 __all__ = [
     "DIGIT_CLASSES",
@@ -57,6 +60,7 @@ __all__ = [
     "MissingDependencyError",
     "Mixup",
     "NoTestSplitError",
+    "Preprocess",
     "TrainTransform",
     "decode_image",
     "describe_dataset",
@@ -75,7 +79,6 @@ __all__ = [
     "load_mnist5k",
     "load_npz",
     "open_dataset",
-    "preprocess_pil",
     "read_idx",
     "search_dirs",
     "Source",

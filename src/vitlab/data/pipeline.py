@@ -7,7 +7,8 @@ the training loop and evaluation read from.
         resizes to the training size (PIL bilinear) -> uint8 (m, C, H, W) -> batched ops in the main
         process (vitlab.data.transforms: shifts, RandAugment, normalisation, erasing; mixup in the objective)
     training, in-memory source: the rows are gathered on the device; crop and flip happen batched there
-    evaluation: the whole image resized to the model's size (per sample in workers for encoded sources)
+    evaluation: the model's test-time Preprocess (vitlab.data.preprocess; per sample in workers for encoded
+        sources, exactly as `vitlab predict` reads a file; batched on the device for in-memory ones)
 
 Every random draw of sample j comes from a generator seeded by (seed, step, k, j), so whichever worker
 reads it, however many workers there are, the pixels are the same. A file that cannot be read (corrupt,
@@ -29,12 +30,12 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from ..utils.size import to_2tuple
 from .base import Source
 from .sampler import BatchSchedule, MicroBatch, epoch_order, sample_seed
 from .sources.arrays import ImageDataset
+from .preprocess import Preprocess
 from .sources.images import to_l_or_rgb
-from .transforms import crop_boxes, crop_draws
+from .transforms import EvalTransform, crop_boxes, crop_draws
 
 Skipped = list[tuple[str, str]]
 MAX_REPLACEMENTS = 100  # tries to find a readable stand-in for an unreadable training file
@@ -126,17 +127,14 @@ def decode_crop(data: bytes, name: str, channels: int, spec: CropSpec, gen: torc
     return crop_resize(im, upright, _box(im, draws, spec), flip, channels, spec, name)
 
 
-def decode_resize(data: bytes, name: str, channels: int, size: tuple[int, int]) -> np.ndarray:
-    """One evaluation sample: the whole image (EXIF orientation applied) resized to `size`, (H, W, C) uint8."""
+def decode_preprocess(data: bytes, name: str, channels: int, preprocess: Preprocess) -> np.ndarray:
+    """One evaluation sample: the image (EXIF orientation applied) in `channels` channels, through the model's
+    test-time Preprocess (what `vitlab predict` does to a file), (H, W, C) uint8 at its img_size."""
     im = _open(data, name)
     try:
         if im.getexif().get(0x0112, 1) != 1:
             im = ImageOps.exif_transpose(im)
-        im = to_l_or_rgb(im, channels)
-        oh, ow = size
-        if im.size != (ow, oh):
-            im = im.resize((ow, oh), Image.Resampling.BILINEAR)
-        return _finish(im)
+        return _finish(preprocess.resize_pil(to_l_or_rgb(im, channels)))
     except (OSError, SyntaxError, ValueError) as e:
         raise ValueError(f"cannot read image {name}: corrupt or truncated ({e})") from e
 
@@ -209,12 +207,12 @@ class TrainReader(Dataset):
 
 
 class EvalReader(Dataset):
-    """Reads one chunk of rows per item: decode and resize the whole image. Unreadable files are left out
-    (an evaluation never trains on a stand-in) and listed."""
+    """Reads one chunk of rows per item: decode and preprocess (the model's Preprocess). Unreadable files are
+    left out (an evaluation never scores a stand-in) and listed."""
 
-    def __init__(self, source: Source, size: tuple[int, int], on_error: Literal["skip", "raise"]) -> None:
-        self.source, self.size, self.on_error = source, size, on_error
-        self.channels = int(source.channels)
+    def __init__(self, source: Source, preprocess: Preprocess, channels: int,
+                 on_error: Literal["skip", "raise"]) -> None:
+        self.source, self.preprocess, self.channels, self.on_error = source, preprocess, channels, on_error
 
     def __len__(self) -> int:
         return len(self.source)
@@ -224,13 +222,14 @@ class EvalReader(Dataset):
         for row in rows.tolist():
             name = self.source.name(row)
             try:
-                arrays.append(decode_resize(self.source.read_bytes(row), name, self.channels, self.size))
+                arrays.append(decode_preprocess(self.source.read_bytes(row), name, self.channels, self.preprocess))
                 labels.append(int(self.source.labels[row]))
             except ValueError as e:
                 if self.on_error == "raise":
                     raise
                 skipped.append((name, str(e)))
-        return _to_batch(arrays, self.channels, self.size), torch.tensor(labels, dtype=torch.int64), skipped
+        batch = _to_batch(arrays, self.channels, self.preprocess.img_size)
+        return batch, torch.tensor(labels, dtype=torch.int64), skipped
 
 
 def _worker_init(_: int) -> None:
@@ -327,34 +326,47 @@ def train_batches(source: Source, schedule: BatchSchedule, start_step: int, spec
     return StreamingBatches(source, schedule, start_step, spec, seed, on_error, workers, device)
 
 
-def eval_batches(source: Source, size: tuple[int, int] | int, batch_size: int, rows: Tensor | None = None,
+def eval_batches(source: Source, tf: EvalTransform, batch_size: int, rows: Tensor | None = None,
                  workers: int = 0, on_error: Literal["skip", "raise"] = "skip", device: torch.device | str = "cpu",
                  skipped: Skipped | None = None) -> Iterator[tuple[Tensor, Tensor]]:
-    """(uint8 images, labels) in chunks of `batch_size` over `rows` (default: all), in order. In-memory images
-    come as stored (the eval transform resizes them batched); encoded ones are decoded and resized to `size`
-    per sample, in `workers` processes, unreadable ones left out and appended to `skipped`."""
+    """(model input, labels) on `device` in chunks of `batch_size` over `rows` (default: all), in order, as the
+    eval transform `tf` defines it: in-memory images preprocessed batched on the device, encoded ones decoded
+    and preprocessed per sample (Preprocess.resize_pil, as predict does) in `workers` processes, unreadable
+    ones left out and appended to `skipped`."""
+    device = torch.device(device)
+    for x, y, resized in _preprocessed(source, tf, batch_size, rows, workers, on_error, device, skipped):
+        x = x.to(device, non_blocking=True)
+        yield (tf.normalize(x) if resized else tf(x)), y.to(device, non_blocking=True)
+
+
+def _preprocessed(source: Source, tf: EvalTransform, batch_size: int, rows: Tensor | None, workers: int,
+                  on_error: Literal["skip", "raise"], device: torch.device,
+                  skipped: Skipped | None) -> Iterator[tuple[Tensor, Tensor, bool]]:
+    """uint8 chunks, and whether they are preprocessed already (encoded sources) or still as stored."""
     rows = torch.arange(len(source)) if rows is None else torch.as_tensor(rows, dtype=torch.int64)
     chunks = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
     if source.in_memory:
         for c in chunks:
-            yield source.images[c], source.labels[c]
+            yield source.images[c], source.labels[c], False
         return
-    reader = EvalReader(source, to_2tuple(size), on_error)
-    for x, y, bad in _loader(reader, _Items(iter(chunks), len(chunks)), workers, torch.device(device)):
+    channels = tf.norm.in_chans or int(source.channels)  # converted before resizing, as predict does
+    reader = EvalReader(source, tf.preprocess, channels, on_error)
+    for x, y, bad in _loader(reader, _Items(iter(chunks), len(chunks)), workers, device):
         if skipped is not None:
             skipped += bad
-        yield x, y
+        yield x, y, True
 
 
-def materialize(source: Source, size: tuple[int, int] | int, rows: Tensor | None = None, workers: int = 0,
+def materialize(source: Source, tf: EvalTransform, rows: Tensor | None = None, workers: int = 0,
                 batch_size: int = 256) -> ImageDataset:
-    """`rows` of `source` as an in-memory data set at `size` (encoded sources decoded and resized; unreadable
-    files left out and listed in ``skipped``): for the few images analysis, few-shot probes and galleries use."""
-    if source.in_memory:
-        return source.subset(torch.arange(len(source)) if rows is None else rows)  # type: ignore[return-value]
-    skipped: Skipped = []
-    parts = list(eval_batches(source, size, batch_size, rows, workers, skipped=skipped))
-    images = torch.cat([x for x, _ in parts]) if parts else torch.empty(0, source.channels, *to_2tuple(size),
-                                                                        dtype=torch.uint8)
-    labels = torch.cat([y for _, y in parts]) if parts else torch.empty(0, dtype=torch.int64)
+    """`rows` of `source` preprocessed as `tf` defines (uint8 at its img_size; unreadable files left out and
+    listed in ``skipped``): the few images analysis, few-shot probes and galleries use. Feed them to the model
+    through ``tf.normalize``."""
+    xs, ys, skipped = [], [], []
+    for x, y, resized in _preprocessed(source, tf, batch_size, rows, workers, "skip", torch.device("cpu"), skipped):
+        xs.append(x if resized else tf.preprocess.resize_batch(x).round().clamp(0, 255).to(torch.uint8))
+        ys.append(y)
+    c = tf.norm.in_chans or int(source.channels)
+    images = torch.cat(xs) if xs else torch.empty(0, c, *tf.img_size, dtype=torch.uint8)
+    labels = torch.cat(ys) if ys else torch.empty(0, dtype=torch.int64)
     return ImageDataset(images, labels, list(source.classes), skipped)

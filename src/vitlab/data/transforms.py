@@ -5,13 +5,14 @@ one affine_grid + grid_sample call does every sample's Inception crop, flip, res
 RandAugment ops at once, the colour ops run on index groups of the batch, and everything random comes
 from one torch.Generator (drawn on the CPU), so a seeded generator reproduces a batch exactly.
 
-Resizing is bilinear without antialiasing, as tf.image.resize does in the official code; image folders
-are stored at a size near the model's (see load_image_folder) so no large reduction happens here.
+Training resizes bilinear without antialiasing, as tf.image.resize does in the official code; image
+folders are stored at a size near the model's (see load_image_folder) so no large reduction happens
+there. Test-time resizing is the model's own definition (vitlab.data.preprocess), in EvalTransform.
 """
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -20,6 +21,7 @@ from PIL import Image
 from torch import Tensor
 
 from ..utils.size import SizeLike, to_2tuple
+from .preprocess import Preprocess
 from .sources.images import image_to_array
 
 NORMALIZE: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
@@ -377,33 +379,48 @@ def _identity_like(theta: Tensor) -> Tensor:
 
 
 class EvalTransform:
-    """Test-time preprocessing: plain resize to img_size (the paper's), or with crop_pct resize to
-    img_size / crop_pct then centre-crop (timm's convention); then normalise."""
+    """Test-time preprocessing: the model's Preprocess (resize, centre crop), then normalisation.
+
+    ``preprocess``: a Preprocess, or an image size for the default one (the whole image resized,
+    bilinear). ``EvalTransform.for_model(cfg)`` builds the one a model's metadata defines; calling it
+    on a uint8 batch and ``image`` on one PIL image give the same model input (up to resize_batch's
+    rounding, see vitlab.data.preprocess)."""
 
     def __init__(
         self,
-        img_size: SizeLike,
+        preprocess: Preprocess | SizeLike,
         mean: Sequence[float] = NORMALIZE["minus1_1"][0],
         std: Sequence[float] = NORMALIZE["minus1_1"][1],
-        crop_pct: float | None = None,
         in_chans: int | None = None,
     ) -> None:
-        self.img_size = to_2tuple(img_size, "img_size")
-        if crop_pct is not None and not 0 < crop_pct <= 1:
-            raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct}")
-        self.crop_pct = crop_pct
+        self.preprocess = preprocess if isinstance(preprocess, Preprocess) else Preprocess(preprocess)
+        self.img_size = self.preprocess.img_size
         self.norm = _Normalize(mean, std, in_chans)
 
+    @classmethod
+    def for_model(cls, cfg: Any) -> EvalTransform:
+        """What a model config (ViTConfig, ResNetConfig) says its inputs are: Preprocess, mean, std, in_chans."""
+        return cls(Preprocess.from_config(cfg), cfg.mean, cfg.std, in_chans=cfg.in_chans)
+
     def __call__(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """`generator` is accepted (and unused) so train and eval transforms are interchangeable."""
-        _check_batch(images)
-        oh, ow = self.img_size
-        rh, rw = (oh, ow) if self.crop_pct is None else (round(oh / self.crop_pct), round(ow / self.crop_pct))
-        x = images.float()
-        if x.shape[-2:] != (rh, rw):
-            x = F.interpolate(x, size=(rh, rw), mode="bilinear", align_corners=False)
-        top, left = (rh - oh) // 2, (rw - ow) // 2
-        return self.norm.finish(x[:, :, top : top + oh, left : left + ow])
+        """uint8 (B, C, H, W) of any size -> normalised float32 at img_size. ``generator`` is accepted (and
+        unused) so train and eval transforms are interchangeable."""
+        return self.normalize(self.preprocess.resize_batch(images))
+
+    def normalize(self, images: Tensor) -> Tensor:
+        """A batch already at img_size (uint8, or float in 0..255; e.g. from Preprocess.resize_pil) ->
+        normalised float32, channels converted to in_chans."""
+        if tuple(images.shape[-2:]) != self.img_size:
+            raise ValueError(f"images of size {tuple(images.shape[-2:])} given to normalize(); it takes images "
+                             f"already at {self.img_size}: call the transform itself to resize them")
+        return self.norm.finish(images.float())
+
+    def image(self, img: Image.Image) -> Tensor:
+        """One PIL image (any mode or size) -> normalised float32 (C, H, W): converted to in_chans channels
+        (alpha on white, see image_to_array), Preprocess.resize_pil, normalised."""
+        arr = np.asarray(self.preprocess.resize_pil(Image.fromarray(image_to_array(img, self.norm.in_chans))))
+        t = torch.from_numpy(arr.reshape(*arr.shape[:2], -1).copy()).permute(2, 0, 1)[None]
+        return self.normalize(t)[0]
 
 
 # ------------------------------------------------------------------------------------------ mixup
@@ -461,23 +478,3 @@ class Mixup:
         else:
             x = x * lam + x.flip(0) * (1.0 - lam)
         return x, target * lam + target.flip(0) * (1.0 - lam)
-
-
-# ------------------------------------------------------------------------------------- prediction
-def preprocess_pil(
-    img: Image.Image,
-    img_size: SizeLike,
-    mean: Sequence[float] = NORMALIZE["minus1_1"][0],
-    std: Sequence[float] = NORMALIZE["minus1_1"][1],
-    in_chans: int = 3,
-) -> Tensor:
-    """Any user image (any mode or size) -> normalised float (C, H, W) for a model with this config
-    (ViTConfig.img_size/mean/std/in_chans). PIL's bilinear resize antialiases large reductions."""
-    if in_chans not in (1, 3):
-        raise ValueError(f"in_chans must be 1 or 3, got {in_chans}")
-    oh, ow = to_2tuple(img_size, "img_size")
-    arr = image_to_array(img, channels=in_chans)
-    if arr.shape[:2] != (oh, ow):
-        arr = np.asarray(Image.fromarray(arr).resize((ow, oh), Image.Resampling.BILINEAR))
-    t = torch.from_numpy(arr.reshape(oh, ow, in_chans).copy()).permute(2, 0, 1)[None].float()
-    return _Normalize(mean, std, in_chans).finish(t)[0]
