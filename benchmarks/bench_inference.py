@@ -99,7 +99,7 @@ def accuracy(ckpt: str, data: str, threads: int) -> None:
         runs, notes = engines(ckpt, Path(tmp), threads)
         for label, run in runs.items():
             cfg = run.cfg
-            tf = EvalTransform(cfg.img_size, cfg.mean, cfg.std, in_chans=cfg.in_chans)
+            tf = EvalTransform.for_model(cfg)
             t = time.perf_counter()
             s = evaluate(BackendModel(run), ds.images, ds.labels, tf, 1000, list(ds.classes)).summary()
             print(f"{label:<15} top-1 {s['top1']:6.2f}%  top-5 {s['top5']:6.2f}%  ({s['n']} images, "

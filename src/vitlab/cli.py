@@ -253,9 +253,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_workers(p: argparse.ArgumentParser) -> None:
-    from .data.pipeline import default_workers
-
-    p.add_argument("--workers", type=int, default=default_workers(),
+    p.add_argument("--workers", type=int, default=None,
                    help="processes decoding images read from disk (image folders too large for memory; default: "
                         "the cores, at most 8; 0: in this process)")
 

@@ -9,7 +9,7 @@ from PIL import Image
 
 import vitlab
 from vitlab.cli import main
-from vitlab.data.transforms import preprocess_pil
+from vitlab.data import EvalTransform
 
 NAMES = ("cat", "dog", "eel")
 
@@ -49,7 +49,7 @@ def test_predict_reports_bad_files_and_classifies_the_rest(tmp_path, images, cap
         assert re.search(rf"{re.escape(str(bad))}: error: .*{why}", stderr)
     # the good images, each classified with the checkpoint's own preprocessing (resize, channels, mean/std)
     for path in (good, grey):
-        x = preprocess_pil(Image.open(path), model.cfg.img_size, model.cfg.mean, model.cfg.std, 3)
+        x = EvalTransform.for_model(model.cfg).image(Image.open(path))
         with torch.no_grad():
             p = model(x[None]).softmax(-1)[0]
         top = p.topk(2)

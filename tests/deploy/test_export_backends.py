@@ -97,6 +97,22 @@ def test_backends_agree_with_torch_on_uint8_and_float(tmp_path, backend):
     assert out.shape == (4, 10) and out.dtype == torch.float32
 
 
+def test_export_carries_the_test_time_preprocessing_and_backends_apply_it(tmp_path):
+    model = _model()
+    model.cfg.eval_resize, model.cfg.eval_crop_pct, model.cfg.eval_interpolation = "shorter", 0.8, "bicubic"
+    export_onnx(model, tmp_path / "m.onnx", check=False)
+    cfg, meta = read_config(tmp_path / "m.onnx")
+    assert json.loads(meta["preprocess"]) == {"resize": "shorter", "crop_pct": 0.8, "interpolation": "bicubic"}
+    assert (cfg.eval_resize, cfg.eval_crop_pct, cfg.eval_interpolation) == ("shorter", 0.8, "bicubic")
+    # uint8 images of any size get the exported model's own preprocessing: crop and all
+    u8 = np.random.default_rng(4).integers(0, 256, (3, 1, 30, 17), dtype=np.uint8)
+    ours = EvalTransform.for_model(model.cfg)(torch.from_numpy(u8)).numpy()
+    ort = open_backend(tmp_path / "m.onnx", "onnxruntime")
+    np.testing.assert_allclose(ort(u8), _torch(model, ours), atol=1e-4, rtol=0)
+    plain = EvalTransform((12, 8), (0.3,), (0.4,), in_chans=1)(torch.from_numpy(u8)).numpy()
+    assert np.abs(ort(u8) - _torch(model, plain)).max() > 1e-2  # a plain resize would have scored otherwise
+
+
 def test_backend_choice_errors(tmp_path, capsys):
     model = _model()
     export_onnx(model, tmp_path / "m.onnx", check=False)

@@ -14,10 +14,11 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 from tqdm.auto import tqdm
 
 from ..data.sources import image_to_array, load_image
-from ..data.transforms import preprocess_pil
+from ..data.transforms import EvalTransform
 from ..models.vit import VisionTransformer
 from .attention import attention_rollout, collect_attention
 from .plots import plot_rollout
@@ -60,9 +61,10 @@ def predict_files(
     batch_size: int = 32,
     progress: bool = False,
 ) -> list[Prediction]:
-    """Top-k classes for each image file, resized/converted/normalised as the model expects (its
-    img_size, in_chans, mean, std), on the model's device (``vitlab.load_model`` reads a checkpoint).
-    With ``attention``, also one PNG per image of its rollout map (see attention_png_paths).
+    """Top-k classes for each image file, preprocessed as the model's metadata says (EvalTransform.for_model:
+    its Preprocess, in_chans, mean, std; what `vitlab eval` uses), on the model's device
+    (``vitlab.load_model`` reads a checkpoint). With ``attention``, also one PNG per image of its rollout
+    map (see attention_png_paths).
     Unreadable files get ``error`` set; the rest are classified, in batches of ``batch_size`` (a
     progress bar with ``progress`` when there is more than one batch). ``model`` may also be a
     vitlab.deploy.BackendModel (ONNX Runtime, OpenVINO), without attention maps."""
@@ -79,6 +81,7 @@ def predict_files(
     pngs = attention_png_paths(attention, images) if attention is not None else None
     if pngs:
         pngs[0].parent.mkdir(parents=True, exist_ok=True)  # fail now, not after the work
+    tf = EvalTransform.for_model(cfg)
     results = [Prediction(str(p), []) for p in images]
     dev = next(model.parameters(), torch.empty(0)).device  # no parameters: a deploy.BackendModel (CPU)
     bar = tqdm(total=len(images), desc="predicting", unit="img", disable=not progress or len(images) <= batch_size)
@@ -88,8 +91,8 @@ def predict_files(
         for i in range(start, min(start + batch_size, len(images))):
             try:
                 img = load_image(images[i])
-                x = preprocess_pil(img, cfg.img_size, cfg.mean, cfg.std, cfg.in_chans)
-                chunk.append((i, x, image_to_array(img) if pngs else None))
+                x = tf.image(img)
+                chunk.append((i, x, _seen(img, tf) if pngs else None))
             except (OSError, ValueError) as e:  # FileNotFoundError is an OSError
                 results[i].error = str(e)
         bar.update(min(batch_size, len(images) - start))
@@ -110,6 +113,13 @@ def predict_files(
                 res.attention_png = str(plot_rollout([arr], maps[j : j + 1], pngs[i], titles=[title]))
     bar.close()
     return results
+
+
+def _seen(img: Image.Image, tf: EvalTransform) -> np.ndarray:
+    """The part of the image the model sees (the centre crop, when its preprocessing crops), at the
+    image's own resolution: what an attention map is drawn over."""
+    box = tf.preprocess.crop_box(img.height, img.width)
+    return image_to_array(img.crop(tuple(round(v) for v in box)))
 
 
 def write_predictions(results: Sequence[Prediction], out: PathLike) -> Path:

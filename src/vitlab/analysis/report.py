@@ -70,7 +70,7 @@ def analyze(
     cfg = model.cfg
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    source = open_dataset(data, split, data_dir, size=cfg.img_size)
+    source = open_dataset(data, split, data_dir, in_memory=False)  # folders: only the sample is read
     if len(source) == 0:
         raise ValueError(f"dataset {data!r} ({split}) has no images")
     sections: list[tuple[str, str | None, str]] = []  # (title, file stem or None, one-line explanation)
@@ -111,10 +111,10 @@ def analyze(
         sections.append(("Position-embedding similarity", None, f"Not drawn: {e}."))
 
     # (3) + (4): one explicit-attention pass over a fixed sample
+    transform = EvalTransform.for_model(cfg)
     sample = _sample(len(source), min(num_images, len(source)), seed)
-    ds = materialize(source, cfg.img_size, sample)  # just the sample, decoded (unreadable files left out)
+    ds = materialize(source, transform, sample)  # just the sample, preprocessed (unreadable files left out)
     idx = torch.arange(len(ds))
-    transform = EvalTransform(cfg.img_size, cfg.mean, cfg.std, in_chans=cfg.in_chans)
     dev = next(model.parameters()).device
     names = class_names(model)
     dist_sum, correct, seen = None, 0, 0
@@ -123,7 +123,7 @@ def analyze(
     bar = tqdm(total=len(idx), desc="analyze", unit="img")
     for start in range(0, len(idx), batch_size):
         rows = idx[start : start + batch_size]
-        x = transform(ds.images[rows]).to(dev)
+        x = transform.normalize(ds.images[rows]).to(dev)
         logits, attns, (gh, gw) = collect_attention(model, x)
         cell = (cfg.img_size[0] / gh, cfg.img_size[1] / gw)  # pixels per token, hybrids included
         d = mean_attention_distance(attns, (gh, gw), cell, model.num_prefix_tokens) * len(rows)

@@ -18,8 +18,10 @@ shard_order.py ShardSchedule: shard-sequential rows per reader from (seed, epoch
               training_schedule picks one of the two (data.shard_order)
 pipeline.py   per-sample decode / Inception crop on the original / flip / resize in DataLoader workers;
               train_batches (InMemoryBatches | StreamingBatches), eval_batches, materialize
+preprocess.py Preprocess: the one test-time resize/crop definition (whole | shorter, crop_pct, filter), part of a
+              model's metadata; resize_pil (one image) and resize_batch (uint8 batches)
 transforms.py batched ops on uint8 (B,C,H,W): TrainTransform (crop+flip when in memory, shifts, RandAugment,
-              erasing, normalisation), EvalTransform, Mixup, NORMALIZE presets, preprocess_pil
+              erasing, normalisation), EvalTransform (Preprocess + normalisation; .for_model(cfg)), Mixup, NORMALIZE
 """
 from ..errors import MissingDependencyError
 from .base import Source
@@ -52,7 +54,8 @@ from .sources import (
     ShardSource,
     open_folder,
 )
-from .transforms import NORMALIZE, EvalTransform, Mixup, TrainTransform, get_normalize, preprocess_pil, smooth_one_hot
+from .preprocess import Preprocess
+from .transforms import NORMALIZE, EvalTransform, Mixup, TrainTransform, get_normalize, smooth_one_hot
 
 __all__ = [
     "DIGIT_CLASSES",
@@ -65,6 +68,7 @@ __all__ = [
     "MissingDependencyError",
     "Mixup",
     "NoTestSplitError",
+    "Preprocess",
     "ShardSource",
     "TrainTransform",
     "decode_image",
@@ -84,7 +88,6 @@ __all__ = [
     "load_mnist5k",
     "load_npz",
     "open_dataset",
-    "preprocess_pil",
     "read_idx",
     "search_dirs",
     "Source",

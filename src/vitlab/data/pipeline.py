@@ -7,7 +7,8 @@ the training loop and evaluation read from.
         resizes to the training size (PIL bilinear) -> uint8 (m, C, H, W) -> batched ops in the main
         process (vitlab.data.transforms: shifts, RandAugment, normalisation, erasing; mixup in the objective)
     training, in-memory source: the rows are gathered on the device; crop and flip happen batched there
-    evaluation: the whole image resized to the model's size (per sample in workers for encoded sources)
+    evaluation: the model's test-time Preprocess (vitlab.data.preprocess; per sample in workers for encoded
+        sources, exactly as `vitlab predict` reads a file; batched on the device for in-memory ones)
 
 Every random draw of sample j comes from a generator seeded by (seed, step, k, j), so whichever worker
 reads it, however many workers there are, the pixels are the same. A file that cannot be read (corrupt,
@@ -29,12 +30,12 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from ..utils.size import to_2tuple
 from .base import Source
 from .sampler import BatchSchedule, MicroBatch, epoch_order, sample_seed
 from .sources.arrays import ImageDataset
+from .preprocess import Preprocess
 from .sources.images import to_l_or_rgb
-from .transforms import inception_crop
+from .transforms import EvalTransform, crop_boxes, crop_draws
 
 Skipped = list[tuple[str, str]]
 MAX_REPLACEMENTS = 100  # tries to find a readable stand-in for an unreadable training file
@@ -80,41 +81,60 @@ def _finish(im: Image.Image) -> np.ndarray:
     return arr[:, :, None] if arr.ndim == 2 else arr
 
 
-def decode_crop(data: bytes, name: str, channels: int, spec: CropSpec, gen: torch.Generator) -> np.ndarray:
-    """One training sample: (H, W, C) uint8 at spec.size, cropped on the image as stored (EXIF orientation
-    applied), the crop and flip drawn from `gen` (crop first, then flip, as the batched transform draws)."""
+def open_oriented(data: bytes, name: str) -> tuple[Image.Image, bool]:
+    """The image as stored, not decoded yet when its EXIF orientation is upright (the flag says so: only
+    then may it be decoded at reduced size); a rotated one comes decoded and turned upright."""
     im = _open(data, name)
     try:
-        oriented = im.getexif().get(0x0112, 1) == 1
-        if not oriented:
-            im = ImageOps.exif_transpose(im)
-        w, h = im.size
-        top, left, ch, cw = inception_crop(1, h, w, spec.scale, spec.ratio, gen)[0].tolist()
-        flip = spec.flip and bool(torch.rand(1, generator=gen) < 0.5)
-        oh, ow = spec.size
-        if spec.draft and oriented and im.format == "JPEG":  # the crop at 1/s scale must still cover the output
-            im.draft(None, (math.ceil(w * ow / cw), math.ceil(h * oh / ch)))
-        sx, sy = im.size[0] / w, im.size[1] / h
-        im = to_l_or_rgb(im, channels)
-        im = im.resize((ow, oh), Image.Resampling.BILINEAR, box=(left * sx, top * sy, (left + cw) * sx, (top + ch) * sy))
-        if flip:
-            im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        return _finish(im)
+        if im.getexif().get(0x0112, 1) == 1:
+            return im, True
+        return ImageOps.exif_transpose(im), False
     except (OSError, SyntaxError, ValueError) as e:
         raise ValueError(f"cannot read image {name}: corrupt or truncated ({e})") from e
 
 
-def decode_resize(data: bytes, name: str, channels: int, size: tuple[int, int]) -> np.ndarray:
-    """One evaluation sample: the whole image (EXIF orientation applied) resized to `size`, (H, W, C) uint8."""
+def crop_resize(im: Image.Image, upright: bool, box: Tensor, flip: bool, channels: int, spec: CropSpec,
+                name: str) -> np.ndarray:
+    """Decode `im` (at 1/2, 1/4 or 1/8 scale when the crop `box` (top, left, height, width) still covers
+    spec.size there), crop, resize to spec.size (PIL bilinear), flip: (H, W, C) uint8."""
+    top, left, ch, cw = box.tolist()
+    oh, ow = spec.size
+    w, h = im.size
+    try:
+        if spec.draft and upright and im.format == "JPEG":
+            im.draft(None, (math.ceil(w * ow / cw), math.ceil(h * oh / ch)))
+        sx, sy = im.size[0] / w, im.size[1] / h
+        im = to_l_or_rgb(im, channels)
+        im = im.resize((ow, oh), Image.Resampling.BILINEAR, box=(left * sx, top * sy, (left + cw) * sx, (top + ch) * sy))
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ValueError(f"cannot read image {name}: corrupt or truncated ({e})") from e
+    if flip:
+        im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    return _finish(im)
+
+
+def _box(im: Image.Image, draws: Tensor, spec: CropSpec) -> Tensor:
+    w, h = im.size
+    return crop_boxes(torch.tensor([h]), torch.tensor([w]), draws, spec.ratio)[0]
+
+
+def decode_crop(data: bytes, name: str, channels: int, spec: CropSpec, gen: torch.Generator) -> np.ndarray:
+    """One training sample: (H, W, C) uint8 at spec.size, cropped on the image as stored (EXIF orientation
+    applied), the crop and then the flip drawn from `gen`, as TrainReader does for each sample."""
+    draws = crop_draws(1, spec.scale, spec.ratio, gen)
+    flip = spec.flip and bool(torch.rand(1, generator=gen) < 0.5)
+    im, upright = open_oriented(data, name)
+    return crop_resize(im, upright, _box(im, draws, spec), flip, channels, spec, name)
+
+
+def decode_preprocess(data: bytes, name: str, channels: int, preprocess: Preprocess) -> np.ndarray:
+    """One evaluation sample: the image (EXIF orientation applied) in `channels` channels, through the model's
+    test-time Preprocess (what `vitlab predict` does to a file), (H, W, C) uint8 at its img_size."""
     im = _open(data, name)
     try:
         if im.getexif().get(0x0112, 1) != 1:
             im = ImageOps.exif_transpose(im)
-        im = to_l_or_rgb(im, channels)
-        oh, ow = size
-        if im.size != (ow, oh):
-            im = im.resize((ow, oh), Image.Resampling.BILINEAR)
-        return _finish(im)
+        return _finish(preprocess.resize_pil(to_l_or_rgb(im, channels)))
     except (OSError, SyntaxError, ValueError) as e:
         raise ValueError(f"cannot read image {name}: corrupt or truncated ({e})") from e
 
@@ -127,7 +147,11 @@ def _to_batch(arrays: list[np.ndarray], channels: int, size: tuple[int, int]) ->
 
 
 class TrainReader(Dataset):
-    """Reads one micro-batch per item (a MicroBatch from the sampler): decode, crop, flip, resize."""
+    """Reads one micro-batch per item (a MicroBatch from the sampler): decode, crop, flip, resize.
+
+    The crops of a micro-batch are computed together (crop_boxes over every image's own size) from each
+    sample's own draws, so a sample's pixels depend on (seed, step, k, j) only. An unreadable file is
+    replaced by a row drawn from the same seed; its crop uses the same draws on the stand-in's size."""
 
     def __init__(self, source: Source, spec: CropSpec, seed: int, on_error: Literal["skip", "raise"]) -> None:
         self.source, self.spec, self.seed, self.on_error = source, spec, seed, on_error
@@ -137,35 +161,58 @@ class TrainReader(Dataset):
         return len(self.source)
 
     def __getitem__(self, mb: MicroBatch) -> tuple[Tensor, Tensor, int, int, Skipped]:
-        arrays, labels, skipped = [], [], []
-        for j, row in enumerate(mb.rows.tolist()):
-            s = sample_seed(self.seed, mb.step, mb.k, j)
-            pick = random.Random(s)
-            for attempt in range(MAX_REPLACEMENTS + 1):
-                try:
-                    data = self.source.read_bytes(row)
-                    arrays.append(decode_crop(data, self.source.name(row), self.channels, self.spec,
-                                              torch.Generator().manual_seed(s)))
-                    labels.append(int(self.source.labels[row]))
+        spec, skipped = self.spec, []
+        seeds = [sample_seed(self.seed, mb.step, mb.k, j) for j in range(len(mb.rows))]
+        gens = [torch.Generator().manual_seed(s) for s in seeds]
+        draws = torch.cat([crop_draws(1, spec.scale, spec.ratio, g) for g in gens])
+        flips = [spec.flip and bool(torch.rand(1, generator=g) < 0.5) for g in gens]
+        rows = mb.rows.tolist()
+        opened = [self._open(r, skipped) for r in rows]
+        sizes = torch.tensor([im[0].size[::-1] if im else (1, 1) for im in opened]).view(-1, 2)
+        boxes = crop_boxes(sizes[:, 0], sizes[:, 1], draws, spec.ratio)
+        arrays, labels = [], []
+        for j, (row, im) in enumerate(zip(rows, opened)):
+            out = self._crop(im, boxes[j], flips[j], row, skipped) if im else None
+            pick = random.Random(seeds[j])
+            for _ in range(MAX_REPLACEMENTS):
+                if out is not None:
                     break
-                except ValueError as e:
-                    if self.on_error == "raise":
-                        raise ValueError(f"{e} (data.on_error=raise; data.on_error=skip replaces such files)") from None
-                    skipped.append((self.source.name(row), str(e)))
-                    row = pick.randrange(len(self.source))  # a stand-in drawn from the sample's own seed
-            else:
+                row = pick.randrange(len(self.source))  # a stand-in drawn from the sample's own seed
+                im = self._open(row, skipped)
+                out = self._crop(im, _box(im[0], draws[j : j + 1], spec), flips[j], row, skipped) if im else None
+            if out is None:
                 raise ValueError(f"no readable image found in {MAX_REPLACEMENTS} tries for sample {j} of step "
                                  f"{mb.step}; is the data set's storage readable? Last error: {skipped[-1][1]}")
-        return _to_batch(arrays, self.channels, self.spec.size), torch.tensor(labels), mb.step, mb.k, skipped
+            arrays.append(out)
+            labels.append(int(self.source.labels[row]))
+        return _to_batch(arrays, self.channels, spec.size), torch.tensor(labels, dtype=torch.int64), mb.step, mb.k, skipped
+
+    def _open(self, row: int, skipped: Skipped) -> tuple[Image.Image, bool] | None:
+        try:
+            return open_oriented(self.source.read_bytes(row), self.source.name(row))
+        except ValueError as e:
+            return self._failed(row, e, skipped)
+
+    def _crop(self, im: tuple[Image.Image, bool], box: Tensor, flip: bool, row: int,
+              skipped: Skipped) -> np.ndarray | None:
+        try:
+            return crop_resize(im[0], im[1], box, flip, self.channels, self.spec, self.source.name(row))
+        except ValueError as e:
+            return self._failed(row, e, skipped)
+
+    def _failed(self, row: int, e: ValueError, skipped: Skipped) -> None:
+        if self.on_error == "raise":
+            raise ValueError(f"{e} (data.on_error=raise; data.on_error=skip replaces such files)") from None
+        skipped.append((self.source.name(row), str(e)))
 
 
 class EvalReader(Dataset):
-    """Reads one chunk of rows per item: decode and resize the whole image. Unreadable files are left out
-    (an evaluation never trains on a stand-in) and listed."""
+    """Reads one chunk of rows per item: decode and preprocess (the model's Preprocess). Unreadable files are
+    left out (an evaluation never scores a stand-in) and listed."""
 
-    def __init__(self, source: Source, size: tuple[int, int], on_error: Literal["skip", "raise"]) -> None:
-        self.source, self.size, self.on_error = source, size, on_error
-        self.channels = int(source.channels)
+    def __init__(self, source: Source, preprocess: Preprocess, channels: int,
+                 on_error: Literal["skip", "raise"]) -> None:
+        self.source, self.preprocess, self.channels, self.on_error = source, preprocess, channels, on_error
 
     def __len__(self) -> int:
         return len(self.source)
@@ -175,13 +222,14 @@ class EvalReader(Dataset):
         for row in rows.tolist():
             name = self.source.name(row)
             try:
-                arrays.append(decode_resize(self.source.read_bytes(row), name, self.channels, self.size))
+                arrays.append(decode_preprocess(self.source.read_bytes(row), name, self.channels, self.preprocess))
                 labels.append(int(self.source.labels[row]))
             except ValueError as e:
                 if self.on_error == "raise":
                     raise
                 skipped.append((name, str(e)))
-        return _to_batch(arrays, self.channels, self.size), torch.tensor(labels, dtype=torch.int64), skipped
+        batch = _to_batch(arrays, self.channels, self.preprocess.img_size)
+        return batch, torch.tensor(labels, dtype=torch.int64), skipped
 
 
 def _worker_init(_: int) -> None:
@@ -278,34 +326,47 @@ def train_batches(source: Source, schedule: BatchSchedule, start_step: int, spec
     return StreamingBatches(source, schedule, start_step, spec, seed, on_error, workers, device)
 
 
-def eval_batches(source: Source, size: tuple[int, int] | int, batch_size: int, rows: Tensor | None = None,
+def eval_batches(source: Source, tf: EvalTransform, batch_size: int, rows: Tensor | None = None,
                  workers: int = 0, on_error: Literal["skip", "raise"] = "skip", device: torch.device | str = "cpu",
                  skipped: Skipped | None = None) -> Iterator[tuple[Tensor, Tensor]]:
-    """(uint8 images, labels) in chunks of `batch_size` over `rows` (default: all), in order. In-memory images
-    come as stored (the eval transform resizes them batched); encoded ones are decoded and resized to `size`
-    per sample, in `workers` processes, unreadable ones left out and appended to `skipped`."""
+    """(model input, labels) on `device` in chunks of `batch_size` over `rows` (default: all), in order, as the
+    eval transform `tf` defines it: in-memory images preprocessed batched on the device, encoded ones decoded
+    and preprocessed per sample (Preprocess.resize_pil, as predict does) in `workers` processes, unreadable
+    ones left out and appended to `skipped`."""
+    device = torch.device(device)
+    for x, y, resized in _preprocessed(source, tf, batch_size, rows, workers, on_error, device, skipped):
+        x = x.to(device, non_blocking=True)
+        yield (tf.normalize(x) if resized else tf(x)), y.to(device, non_blocking=True)
+
+
+def _preprocessed(source: Source, tf: EvalTransform, batch_size: int, rows: Tensor | None, workers: int,
+                  on_error: Literal["skip", "raise"], device: torch.device,
+                  skipped: Skipped | None) -> Iterator[tuple[Tensor, Tensor, bool]]:
+    """uint8 chunks, and whether they are preprocessed already (encoded sources) or still as stored."""
     rows = torch.arange(len(source)) if rows is None else torch.as_tensor(rows, dtype=torch.int64)
     chunks = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
     if source.in_memory:
         for c in chunks:
-            yield source.images[c], source.labels[c]
+            yield source.images[c], source.labels[c], False
         return
-    reader = EvalReader(source, to_2tuple(size), on_error)
-    for x, y, bad in _loader(reader, _Items(iter(chunks), len(chunks)), workers, torch.device(device)):
+    channels = tf.norm.in_chans or int(source.channels)  # converted before resizing, as predict does
+    reader = EvalReader(source, tf.preprocess, channels, on_error)
+    for x, y, bad in _loader(reader, _Items(iter(chunks), len(chunks)), workers, device):
         if skipped is not None:
             skipped += bad
-        yield x, y
+        yield x, y, True
 
 
-def materialize(source: Source, size: tuple[int, int] | int, rows: Tensor | None = None, workers: int = 0,
+def materialize(source: Source, tf: EvalTransform, rows: Tensor | None = None, workers: int = 0,
                 batch_size: int = 256) -> ImageDataset:
-    """`rows` of `source` as an in-memory data set at `size` (encoded sources decoded and resized; unreadable
-    files left out and listed in ``skipped``): for the few images analysis, few-shot probes and galleries use."""
-    if source.in_memory:
-        return source.subset(torch.arange(len(source)) if rows is None else rows)  # type: ignore[return-value]
-    skipped: Skipped = []
-    parts = list(eval_batches(source, size, batch_size, rows, workers, skipped=skipped))
-    images = torch.cat([x for x, _ in parts]) if parts else torch.empty(0, source.channels, *to_2tuple(size),
-                                                                        dtype=torch.uint8)
-    labels = torch.cat([y for _, y in parts]) if parts else torch.empty(0, dtype=torch.int64)
+    """`rows` of `source` preprocessed as `tf` defines (uint8 at its img_size; unreadable files left out and
+    listed in ``skipped``): the few images analysis, few-shot probes and galleries use. Feed them to the model
+    through ``tf.normalize``."""
+    xs, ys, skipped = [], [], []
+    for x, y, resized in _preprocessed(source, tf, batch_size, rows, workers, "skip", torch.device("cpu"), skipped):
+        xs.append(x if resized else tf.preprocess.resize_batch(x).round().clamp(0, 255).to(torch.uint8))
+        ys.append(y)
+    c = tf.norm.in_chans or int(source.channels)
+    images = torch.cat(xs) if xs else torch.empty(0, c, *tf.img_size, dtype=torch.uint8)
+    labels = torch.cat(ys) if ys else torch.empty(0, dtype=torch.int64)
     return ImageDataset(images, labels, list(source.classes), skipped)

@@ -18,10 +18,10 @@ from typing import Any, Literal
 import torch
 
 from ..utils.io import atomic_write
-from ..utils.size import to_2tuple
 from .base import Source
 from .holdout import holdout_mask
 from .sources import canonical_spec, has_test_split, open_dataset, open_dataset_path, open_folder
+from .sources.folder import open_folder_lazy
 
 PathLike = str | os.PathLike
 SPLIT_FILE = "split.json"
@@ -55,19 +55,18 @@ def open_run_data(
 ) -> RunData:
     """The source's own train/test split, or (no test part) a held-out `test_fraction` of it, stratified
     by class and seeded; the held-out list is saved to RUN/split.json (when `write`) and reused from it.
-    `size`, `on_error`, `cache`, `in_memory` apply to image folders (see vitlab.data.sources.open_folder):
-    the test part of a folder is read the way its training part is."""
+    `size`, `on_error`, `cache`, `in_memory` apply to image folders (see vitlab.data.sources.open_folder).
+    The test images of a folder are always read from their files (lazily), whether or not the training
+    images are decoded into memory: evaluated the way `vitlab predict` reads an image."""
     opts = {"size": size, "on_error": on_error, "cache": cache}
     if has_test_split(spec, data_dir):
-        train, how = _open(spec, "train", data_dir, opts, in_memory)
-        if size is None and train.in_memory and train.paths is not None:  # test folder at the train folder's size
-            opts["size"] = train.image_size
+        train, how, _ = _open(spec, "train", data_dir, opts, in_memory)
         if cache not in (None, "auto"):  # one cache file per folder ("auto" names them by folder already)
             opts["cache"] = Path(cache).with_name(Path(cache).stem + "-test.npz")
-        test = open_dataset(spec, "test", data_dir, **opts, in_memory=train.in_memory)
+        test = open_dataset(spec, "test", data_dir, **opts, in_memory=False)
         return RunData(train, test, False,
                        [f"test set: the source's own test split ({len(test)} images)", *how, *_resize_note(train, size)])
-    full, how = _open(spec, "train", data_dir, opts, in_memory)
+    full, how, root = _open(spec, "train", data_dir, opts, in_memory)
     path = Path(run_dir) / SPLIT_FILE
     if path.is_file():
         saved = read_split(path)
@@ -83,17 +82,28 @@ def open_run_data(
                 f"seed {seed}; data.test_fraction) are held out and never trained on; list in {path}")
         if write:
             write_split(path, spec, full, mask, test_fraction, seed, data_dir, size, on_error)
-    return RunData(full.subset(~mask), full.subset(mask), True, [note, *how, *_resize_note(full, size)])
+    return RunData(full.subset(~mask), _from_files(full, mask, root, on_error, cache), True,
+                   [note, *how, *_resize_note(full, size)])
+
+
+def _from_files(full: Source, mask: torch.Tensor, root: Path | None, on_error: str, cache: PathLike | None) -> Source:
+    """The `mask` rows of `full`; for a folder decoded into memory, the same files read lazily instead."""
+    if not full.in_memory or root is None:
+        return full.subset(mask)
+    held = {full.paths[i] for i in mask.nonzero().flatten().tolist()}
+    lazy = open_folder_lazy(root, on_error, cache=cache, report=False)  # type: ignore[arg-type]
+    return lazy.subset([i for i, p in enumerate(lazy.paths) if p in held])
 
 
 def _open(spec: str, split: str, data_dir: PathLike | None, opts: dict[str, Any],
-          in_memory: bool | str) -> tuple[Source, list[str]]:
-    """open_dataset, and for an image folder the line saying whether it was decoded into memory and why."""
+          in_memory: bool | str) -> tuple[Source, list[str], Path | None]:
+    """open_dataset, and for an image folder the line saying whether it was decoded into memory and why,
+    and the folder."""
     root = open_dataset_path(spec, split, data_dir)
     if root is None:
-        return open_dataset(spec, split, data_dir, **opts), []
+        return open_dataset(spec, split, data_dir, **opts), [], None
     src, why = open_folder(root, opts["size"], opts["on_error"], opts["cache"], in_memory)
-    return src, [f"images: {why}"]
+    return src, [f"images: {why}"], root
 
 
 def _resize_note(ds: Source, size: Any) -> list[str]:
@@ -124,7 +134,7 @@ def _read_settings(full: Source, data_dir: PathLike | None, on_error: str) -> di
     """How the source was read, so `vitlab eval RUN` decodes the held-out images as training did."""
     return {"data_dir": str(data_dir) if data_dir else None,
             "image_size": list(full.image_size) if full.in_memory and full.paths is not None else None,
-            "in_memory": full.in_memory, "on_error": on_error}
+            "on_error": on_error}
 
 
 def _write_json(path: Path, record: dict[str, Any]) -> None:
@@ -161,12 +171,11 @@ def _saved_mask(full: Source, saved: dict[str, Any], where: Path) -> tuple[torch
 
 def open_heldout(run_dir: PathLike, split: Literal["train", "test"] = "test") -> tuple[Source, str]:
     """The held-out test images (or the rest, for "train") of a run whose RUN/split.json exists, read the
-    way the run read them; returns (dataset, description for titles)."""
+    way the run evaluated them (files of a folder read lazily); returns (dataset, description for titles)."""
     path = Path(run_dir) / SPLIT_FILE
     saved = read_split(path)
-    size = to_2tuple(saved["image_size"]) if saved.get("image_size") else None
-    full = open_dataset(saved["source"], "train", saved.get("data_dir"), size=size,
-                        on_error=saved.get("on_error", "skip"), in_memory=saved.get("in_memory", True))
+    full = open_dataset(saved["source"], "train", saved.get("data_dir"), on_error=saved.get("on_error", "skip"),
+                        in_memory=False)
     mask, missing = _saved_mask(full, saved, path)
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
@@ -186,17 +195,17 @@ def run_split_file(ckpt: PathLike) -> Path | None:
 
 
 def open_eval_data(ckpt: PathLike, data: str | None, split: Literal["train", "test"] = "test",
-                   data_dir: PathLike | None = None, size: Any = None) -> tuple[Source, str]:
+                   data_dir: PathLike | None = None) -> tuple[Source, str]:
     """The images to evaluate `ckpt` on, and their description. For a run that held out its test set
     (RUN/split.json) and `data` None or the run's own source, exactly the held-out images; `data` None
     on another run directory means the run's data set (RUN/config.yaml); otherwise `data` at `split`
-    (an image folder read lazily or decoded at `size`, the model's, as data.in_memory=auto decides)."""
+    (an image folder's files read lazily, each preprocessed as `vitlab predict` would)."""
     split_file = run_split_file(ckpt)
     if split_file is not None and (data is None or canonical_spec(data) == read_split(split_file)["source"]):
         return open_heldout(split_file.parent, split)
     if data is None:
         data, data_dir = _run_dataset(ckpt, data_dir)
-    return open_dataset(data, split, data_dir, size=size), f"{data} ({split})"
+    return open_dataset(data, split, data_dir, in_memory=False), f"{data} ({split})"
 
 
 def _run_dataset(ckpt: PathLike, data_dir: PathLike | None) -> tuple[str, PathLike | None]:

@@ -5,13 +5,14 @@ one affine_grid + grid_sample call does every sample's Inception crop, flip, res
 RandAugment ops at once, the colour ops run on index groups of the batch, and everything random comes
 from one torch.Generator (drawn on the CPU), so a seeded generator reproduces a batch exactly.
 
-Resizing is bilinear without antialiasing, as tf.image.resize does in the official code; image folders
-are stored at a size near the model's (see load_image_folder) so no large reduction happens here.
+Training resizes bilinear without antialiasing, as tf.image.resize does in the official code; image
+folders are stored at a size near the model's (see load_image_folder) so no large reduction happens
+there. Test-time resizing is the model's own definition (vitlab.data.preprocess), in EvalTransform.
 """
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -20,6 +21,7 @@ from PIL import Image
 from torch import Tensor
 
 from ..utils.size import SizeLike, to_2tuple
+from .preprocess import Preprocess
 from .sources.images import image_to_array
 
 NORMALIZE: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
@@ -200,31 +202,36 @@ def _geometric_matrices(ops: tuple[str, ...], choice: Tensor, v: Tensor, h: int,
     return a
 
 
-def inception_crop(b: int, h: int, w: int, scale: tuple[float, float], ratio: tuple[float, float],
-                   g: torch.Generator | None) -> Tensor:
-    """(b, 4) Inception crop boxes (top, left, height, width) in pixels of an h x w image, as torchvision's
-    RandomResizedCrop: 10 tries at a random area share in `scale` and log-uniform aspect in `ratio`, else the
-    whole image clamped to the ratio range. The batched transform and the per-sample pipeline both call it."""
-    tries = 10
-    area = h * w * _uniform(b * tries, *scale, g).view(b, tries)
+def crop_draws(b: int, scale: tuple[float, float], ratio: tuple[float, float], g: torch.Generator | None,
+               tries: int = 10) -> Tensor:
+    """The random numbers of b Inception crops, (b, 2 * tries + 2): area shares in `scale`, log aspects in
+    `ratio`, then the position; they do not depend on the image's size (see crop_boxes)."""
+    area = _uniform(b * tries, *scale, g).view(b, tries)
     log_r = _uniform(b * tries, math.log(ratio[0]), math.log(ratio[1]), g).view(b, tries)
-    cw = torch.sqrt(area * log_r.exp()).round()
-    ch = torch.sqrt(area / log_r.exp()).round()
-    ok = (cw > 0) & (cw <= w) & (ch > 0) & (ch <= h)
+    u = torch.rand(b, 2, generator=g, dtype=torch.float64)
+    return torch.cat([area, log_r, u], 1)
+
+
+def crop_boxes(h: Tensor, w: Tensor, draws: Tensor, ratio: tuple[float, float]) -> Tensor:
+    """(b, 4) Inception crop boxes (top, left, height, width) in pixels of images of sizes h x w (each (b,)), as
+    torchvision's RandomResizedCrop: the first of the tries whose area share and aspect fit, else the whole
+    image clamped to the ratio range, centred. The batched transform (one size) and the per-sample pipeline
+    (each image its own size) both call it."""
+    tries = (draws.shape[1] - 2) // 2
+    h, w = h.double(), w.double()
+    area = (h * w)[:, None] * draws[:, :tries]
+    aspect = draws[:, tries : 2 * tries].exp()
+    cw = torch.sqrt(area * aspect).round()
+    ch = torch.sqrt(area / aspect).round()
+    ok = (cw > 0) & (cw <= w[:, None]) & (ch > 0) & (ch <= h[:, None])
     first = torch.argmax(ok.long(), dim=1, keepdim=True)
     cw, ch, found = cw.gather(1, first)[:, 0], ch.gather(1, first)[:, 0], ok.any(1)
-    in_ratio = w / h
-    if in_ratio < ratio[0]:
-        fw, fh = w, round(w / ratio[0])
-    elif in_ratio > ratio[1]:
-        fw, fh = round(h * ratio[1]), h
-    else:
-        fw, fh = w, h
-    cw = torch.where(found, cw, torch.full_like(cw, fw))
-    ch = torch.where(found, ch, torch.full_like(ch, fh))
-    u = torch.rand(b, 2, generator=g, dtype=torch.float64)
-    top = torch.where(found, torch.floor(u[:, 0] * (h - ch + 1)), torch.full_like(ch, (h - fh) // 2))
-    left = torch.where(found, torch.floor(u[:, 1] * (w - cw + 1)), torch.full_like(cw, (w - fw) // 2))
+    fw = torch.where(w / h > ratio[1], torch.round(h * ratio[1]), w)
+    fh = torch.where(w / h < ratio[0], torch.round(w / ratio[0]), h)
+    cw, ch = torch.where(found, cw, fw), torch.where(found, ch, fh)
+    u = draws[:, 2 * tries :]
+    top = torch.where(found, torch.floor(u[:, 0] * (h - ch + 1)), torch.floor((h - fh) / 2))
+    left = torch.where(found, torch.floor(u[:, 1] * (w - cw + 1)), torch.floor((w - fw) / 2))
     return torch.stack([top, left, ch, cw], 1)
 
 
@@ -279,8 +286,9 @@ class TrainTransform:
         self.norm = _Normalize(mean, std, in_chans)
 
     def crop_params(self, b: int, h: int, w: int, g: torch.Generator | None) -> Tensor:
-        """(b, 4) crop boxes (top, left, height, width) in pixels: see inception_crop."""
-        return inception_crop(b, h, w, self.scale, self.ratio, g)
+        """(b, 4) crop boxes (top, left, height, width) in pixels of b images of h x w: see crop_boxes."""
+        draws = crop_draws(b, self.scale, self.ratio, g)
+        return crop_boxes(torch.full((b,), h), torch.full((b,), w), draws, self.ratio)
 
     def _affine(self, b: int, h: int, w: int, g: torch.Generator | None) -> Tensor:
         """(b, 3, 3) output->source map in normalised coordinates: crop, then flip, then shift. Without
@@ -371,33 +379,48 @@ def _identity_like(theta: Tensor) -> Tensor:
 
 
 class EvalTransform:
-    """Test-time preprocessing: plain resize to img_size (the paper's), or with crop_pct resize to
-    img_size / crop_pct then centre-crop (timm's convention); then normalise."""
+    """Test-time preprocessing: the model's Preprocess (resize, centre crop), then normalisation.
+
+    ``preprocess``: a Preprocess, or an image size for the default one (the whole image resized,
+    bilinear). ``EvalTransform.for_model(cfg)`` builds the one a model's metadata defines; calling it
+    on a uint8 batch and ``image`` on one PIL image give the same model input (up to resize_batch's
+    rounding, see vitlab.data.preprocess)."""
 
     def __init__(
         self,
-        img_size: SizeLike,
+        preprocess: Preprocess | SizeLike,
         mean: Sequence[float] = NORMALIZE["minus1_1"][0],
         std: Sequence[float] = NORMALIZE["minus1_1"][1],
-        crop_pct: float | None = None,
         in_chans: int | None = None,
     ) -> None:
-        self.img_size = to_2tuple(img_size, "img_size")
-        if crop_pct is not None and not 0 < crop_pct <= 1:
-            raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct}")
-        self.crop_pct = crop_pct
+        self.preprocess = preprocess if isinstance(preprocess, Preprocess) else Preprocess(preprocess)
+        self.img_size = self.preprocess.img_size
         self.norm = _Normalize(mean, std, in_chans)
 
+    @classmethod
+    def for_model(cls, cfg: Any) -> EvalTransform:
+        """What a model config (ViTConfig, ResNetConfig) says its inputs are: Preprocess, mean, std, in_chans."""
+        return cls(Preprocess.from_config(cfg), cfg.mean, cfg.std, in_chans=cfg.in_chans)
+
     def __call__(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """`generator` is accepted (and unused) so train and eval transforms are interchangeable."""
-        _check_batch(images)
-        oh, ow = self.img_size
-        rh, rw = (oh, ow) if self.crop_pct is None else (round(oh / self.crop_pct), round(ow / self.crop_pct))
-        x = images.float()
-        if x.shape[-2:] != (rh, rw):
-            x = F.interpolate(x, size=(rh, rw), mode="bilinear", align_corners=False)
-        top, left = (rh - oh) // 2, (rw - ow) // 2
-        return self.norm.finish(x[:, :, top : top + oh, left : left + ow])
+        """uint8 (B, C, H, W) of any size -> normalised float32 at img_size. ``generator`` is accepted (and
+        unused) so train and eval transforms are interchangeable."""
+        return self.normalize(self.preprocess.resize_batch(images))
+
+    def normalize(self, images: Tensor) -> Tensor:
+        """A batch already at img_size (uint8, or float in 0..255; e.g. from Preprocess.resize_pil) ->
+        normalised float32, channels converted to in_chans."""
+        if tuple(images.shape[-2:]) != self.img_size:
+            raise ValueError(f"images of size {tuple(images.shape[-2:])} given to normalize(); it takes images "
+                             f"already at {self.img_size}: call the transform itself to resize them")
+        return self.norm.finish(images.float())
+
+    def image(self, img: Image.Image) -> Tensor:
+        """One PIL image (any mode or size) -> normalised float32 (C, H, W): converted to in_chans channels
+        (alpha on white, see image_to_array), Preprocess.resize_pil, normalised."""
+        arr = np.asarray(self.preprocess.resize_pil(Image.fromarray(image_to_array(img, self.norm.in_chans))))
+        t = torch.from_numpy(arr.reshape(*arr.shape[:2], -1).copy()).permute(2, 0, 1)[None]
+        return self.normalize(t)[0]
 
 
 # ------------------------------------------------------------------------------------------ mixup
@@ -455,23 +478,3 @@ class Mixup:
         else:
             x = x * lam + x.flip(0) * (1.0 - lam)
         return x, target * lam + target.flip(0) * (1.0 - lam)
-
-
-# ------------------------------------------------------------------------------------- prediction
-def preprocess_pil(
-    img: Image.Image,
-    img_size: SizeLike,
-    mean: Sequence[float] = NORMALIZE["minus1_1"][0],
-    std: Sequence[float] = NORMALIZE["minus1_1"][1],
-    in_chans: int = 3,
-) -> Tensor:
-    """Any user image (any mode or size) -> normalised float (C, H, W) for a model with this config
-    (ViTConfig.img_size/mean/std/in_chans). PIL's bilinear resize antialiases large reductions."""
-    if in_chans not in (1, 3):
-        raise ValueError(f"in_chans must be 1 or 3, got {in_chans}")
-    oh, ow = to_2tuple(img_size, "img_size")
-    arr = image_to_array(img, channels=in_chans)
-    if arr.shape[:2] != (oh, ow):
-        arr = np.asarray(Image.fromarray(arr).resize((ow, oh), Image.Resampling.BILINEAR))
-    t = torch.from_numpy(arr.reshape(oh, ow, in_chans).copy()).permute(2, 0, 1)[None].float()
-    return _Normalize(mean, std, in_chans).finish(t)[0]

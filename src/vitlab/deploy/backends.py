@@ -2,8 +2,8 @@
 
 ``torch`` runs the vitlab model; ``onnxruntime`` and ``openvino`` run its ONNX export (an ``.onnx``
 file from ``vitlab export``, or any checkpoint, exported on the fly). Batches are float32 images
-already normalised as the model expects, or uint8 images at the model's size, normalised here with
-the mean/std the model carries. Attention maps exist only on the torch backend.
+already preprocessed as the model expects, or uint8 images of any size, preprocessed here as the
+model's metadata says (its resize, crop, mean and std: the same definition `vitlab eval` uses). Attention maps exist only on the torch backend.
 """
 from __future__ import annotations
 
@@ -34,19 +34,20 @@ class Backend(Protocol):
 
 
 def prepare(batch: np.ndarray | Tensor, cfg: ViTConfig) -> np.ndarray:
-    """float32 normalised input for the model: uint8 images are normalised with the model's mean/std."""
+    """float32 normalised input for the model. uint8 images, of any size, get the model's test-time
+    preprocessing (EvalTransform.for_model: its resize and crop, then its mean/std); float32 images are
+    taken as already preprocessed and must fit the model's size."""
     x = batch.detach().cpu().numpy() if isinstance(batch, Tensor) else np.asarray(batch)
     if x.ndim != 4 or x.shape[1] != cfg.in_chans:
         raise ValueError(f"expected a (batch, {cfg.in_chans}, H, W) image array, got shape {x.shape}")
+    if x.dtype == np.uint8:
+        from ..data import EvalTransform
+
+        return EvalTransform.for_model(cfg)(torch.from_numpy(x)).numpy()
     size, p = tuple(x.shape[2:]), cfg.patch_size
     if (size != tuple(cfg.img_size)) if not cfg.dynamic_img_size else (size[0] % p or size[1] % p):
         need = f"multiples of the patch size {p}" if cfg.dynamic_img_size else f"{cfg.img_size}"
         raise ValueError(f"image size {size} does not fit the model: needs {need}")
-    if x.dtype == np.uint8:
-        from ..data import EvalTransform
-
-        tf = EvalTransform(size, cfg.mean, cfg.std, in_chans=cfg.in_chans)
-        return tf(torch.from_numpy(x)).numpy()
     return np.ascontiguousarray(x, dtype=np.float32)
 
 

@@ -3,9 +3,11 @@
 The graph maps normalised float images (B, C, H, W) to logits, with a dynamic batch, and dynamic
 height and width when the model was built with ``dynamic_img_size`` (the position-embedding
 resampling is then part of the graph). ``metadata_props`` carry the full ViTConfig
-(``vitlab.config``) and, readable by any tool, ``classes``, ``mean``, ``std``, ``img_size`` and
-``model_name``. The exporter is torch's TorchScript-based one (``dynamo=False``): it needs only the
-``onnx`` package for the metadata, and it traces this model's size arithmetic into the graph.
+(``vitlab.config``) and, readable by any tool, ``classes``, ``mean``, ``std``, ``img_size``,
+``preprocess`` (how a test image becomes ``img_size``: ``resize`` whole | shorter, ``crop_pct``,
+``interpolation``; see vitlab.data.Preprocess) and ``model_name``. The exporter is torch's
+TorchScript-based one (``dynamo=False``): it needs only the ``onnx`` package for the metadata, and it
+traces this model's size arithmetic into the graph.
 Every export is checked against torch with ONNX Runtime when that is installed.
 """
 from __future__ import annotations
@@ -77,6 +79,8 @@ def metadata(model: VisionTransformer, name: str) -> dict[str, str]:
         "std": json.dumps(list(cfg.std)),
         "img_size": json.dumps(list(cfg.img_size)),
         "dynamic_img_size": json.dumps(cfg.dynamic_img_size),
+        "preprocess": json.dumps({"resize": cfg.eval_resize, "crop_pct": cfg.eval_crop_pct,
+                                  "interpolation": cfg.eval_interpolation}),
         "vitlab.config": json.dumps(cfg.to_dict()),
     }
 

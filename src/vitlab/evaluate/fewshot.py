@@ -130,18 +130,19 @@ def fewshot_checkpoint(
     ckpt: str | os.PathLike, data: str, split_train: str = "train", split_test: str = "test",
     shots: tuple[int, ...] = (1, 5, 10, 25), seeds: tuple[int, ...] = (0, 1, 2), max_test: int | None = None,
     data_dir: str | None = None, batch_size: int = 256, device: str | None = None, l2_reg: float = L2_REG,
-    out: str | os.PathLike | None = None, progress: bool = True, checkpoint: str | None = None, workers: int = 0,
+    out: str | os.PathLike | None = None, progress: bool = True, checkpoint: str | None = None,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """The paper's few-shot probe of a checkpoint's frozen pre-logits features on a dataset.
 
-    Images are preprocessed as the checkpoint expects (EvalTransform with its img_size, mean, std,
-    in_chans). The shots are drawn from the training labels first, so only those images are embedded;
-    ``max_test`` evaluates on a fixed random subset of the test split. Accuracies are in percent; the
-    report is also written as JSON to ``out`` when given. ``ckpt`` and ``checkpoint`` as for
+    Images are preprocessed as the checkpoint's metadata says (EvalTransform.for_model: its Preprocess,
+    mean, std, in_chans). The shots are drawn from the training labels first, so only those images are
+    embedded; ``max_test`` evaluates on a fixed random subset of the test split. Accuracies are in
+    percent; the report is also written as JSON to ``out`` when given. ``ckpt`` and ``checkpoint`` as for
     ``vitlab.load_model`` (e.g. a run directory and ``"best"``).
     """
     from ..data import EvalTransform, open_dataset
-    from ..data.pipeline import materialize
+    from ..data.pipeline import default_workers, materialize
     from ..utils.device import pick_device
     from ..weights import load_model
 
@@ -153,8 +154,8 @@ def fewshot_checkpoint(
     dev = pick_device(device)
     model = load_model(ckpt, checkpoint).to(dev)
     cfg = model.cfg
-    train = open_dataset(data, split_train, data_dir, size=cfg.img_size)
-    test = open_dataset(data, split_test, data_dir, size=cfg.img_size)
+    train = open_dataset(data, split_train, data_dir, in_memory=False)  # folders: only the drawn files are read
+    test = open_dataset(data, split_test, data_dir, in_memory=False)
     if list(train.classes) != list(test.classes):
         raise ValueError(f"{data}: splits {split_train!r} and {split_test!r} have different classes "
                          f"({list(train.classes)[:5]}... vs {list(test.classes)[:5]}...)")
@@ -166,16 +167,17 @@ def fewshot_checkpoint(
     if max_test is not None and max_test < len(test):
         test_idx = np.sort(np.random.default_rng(0).permutation(len(test))[:max_test])
 
-    tf = EvalTransform(cfg.img_size, cfg.mean, cfg.std, in_chans=cfg.in_chans)
+    tf = EvalTransform.for_model(cfg)
     label = "features" if progress else None
-    train_images = materialize(train, cfg.img_size, torch.as_tensor(used), workers)
-    test_images = materialize(test, cfg.img_size, torch.as_tensor(test_idx), workers)
+    workers = default_workers() if workers is None else workers
+    train_images = materialize(train, tf, torch.as_tensor(used), workers)
+    test_images = materialize(test, tf, torch.as_tensor(test_idx), workers)
     if train_images.skipped or test_images.skipped:
         bad = train_images.skipped + test_images.skipped
         raise ValueError(f"{len(bad)} image(s) of {data} could not be read, e.g. {bad[0][0]}: {bad[0][1]}; the probe "
                          "needs every drawn image: fix or remove them")
-    train_x = extract_features(model, train_images.images, tf, batch_size, dev, label)
-    test_x = extract_features(model, test_images.images, tf, batch_size, dev, label)
+    train_x = extract_features(model, train_images.images, tf.normalize, batch_size, dev, label)
+    test_x = extract_features(model, test_images.images, tf.normalize, batch_size, dev, label)
     results = probe_draws(rows, train_x, train_y[used], test_x, test.labels.numpy()[test_idx], train.num_classes, l2_reg)
     report = {
         "checkpoint": str(ckpt), "data": data, "split_train": split_train, "split_test": split_test,

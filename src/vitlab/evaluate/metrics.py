@@ -59,20 +59,23 @@ def evaluate(
     class_names: Sequence[str] | None = None,
     autocast_dtype: torch.dtype | None = None,
 ) -> EvalCounts:
-    """Counts for uint8 ``images`` (N, C, H, W) held in memory, in chunks of ``batch_size``."""
-    chunks = ((images[i : i + batch_size], labels[i : i + batch_size]) for i in range(0, len(labels), batch_size))
-    return evaluate_batches(model, chunks, transform, class_names, autocast_dtype)
+    """Counts for uint8 ``images`` (N, C, H, W) held in memory, in chunks of ``batch_size`` through
+    ``transform`` on the model's device."""
+    device = next(model.parameters(), torch.empty(0)).device
+    chunks = ((transform(images[i : i + batch_size].to(device, non_blocking=True)), labels[i : i + batch_size])
+              for i in range(0, len(labels), batch_size))
+    return evaluate_batches(model, chunks, class_names, autocast_dtype)
 
 
 @torch.inference_mode()
 def evaluate_batches(
     model: nn.Module,
     batches: Iterable[tuple[Tensor, Tensor]],
-    transform: Callable[[Tensor], Tensor],
     class_names: Sequence[str] | None = None,
     autocast_dtype: torch.dtype | None = None,
 ) -> EvalCounts:
-    """Counts over (uint8 images, labels) batches on the model's device: no autograd, any number of images."""
+    """Counts over (model input, labels) batches (e.g. vitlab.data.pipeline.eval_batches): no autograd, any
+    number of images."""
     device = next(model.parameters(), torch.empty(0)).device  # no parameters: a deploy.BackendModel (CPU)
     was_training = model.training
     model.eval()
@@ -84,7 +87,7 @@ def evaluate_batches(
     for images, labels in batches:
         if not len(labels):
             continue
-        x = transform(images.to(device, non_blocking=True))
+        x = images.to(device, non_blocking=True)
         y = labels.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
             logits = model(x)
@@ -124,16 +127,17 @@ def evaluate_checkpoint(
     device: str | None = None,
     checkpoint: str | None = None,
     backend: str = "torch",
-    workers: int = 0,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Top-1 / top-5 / per-class accuracy of a checkpoint on a dataset, preprocessed as the checkpoint's
-    config says (img_size, mean, std, in_chans). ``ckpt`` and ``checkpoint`` as for ``vitlab.load_model``
-    (e.g. a run directory and ``"best"``). A run directory that held out its test set is evaluated on
-    exactly those images (``data`` None or the run's source; see vitlab.data.splits.open_eval_data).
+    metadata says (EvalTransform.for_model: its Preprocess, mean, std, in_chans; what predict and serve
+    use). ``ckpt`` and ``checkpoint`` as for ``vitlab.load_model`` (e.g. a run directory and ``"best"``). A
+    run directory that held out its test set is evaluated on exactly those images (``data`` None or the
+    run's source; see vitlab.data.splits.open_eval_data).
     ``backend``: see vitlab.deploy (an .onnx file too). ``workers``: processes decoding images read from disk
-    (unreadable ones are left out and listed under "skipped")."""
+    (None: default_workers(); unreadable ones are left out and listed under "skipped")."""
     from ..data import EvalTransform
-    from ..data.pipeline import eval_batches
+    from ..data.pipeline import default_workers, eval_batches
     from ..data.splits import open_eval_data
     from ..utils.device import pick_device
     from ..weights import load_model
@@ -145,15 +149,17 @@ def evaluate_checkpoint(
 
         model = BackendModel(open_backend(ckpt, backend, checkpoint=checkpoint))
     cfg = model.cfg
-    ds, what = open_eval_data(ckpt, data, split, data_dir, size=cfg.img_size)
+    ds, what = open_eval_data(ckpt, data, split, data_dir)
     names = list(cfg.class_names) if cfg.class_names else list(ds.classes)
     if cfg.num_classes != ds.num_classes:
         raise ValueError(f"{ckpt} predicts {cfg.num_classes} classes but {what} has {ds.num_classes}")
     if cfg.class_names and list(cfg.class_names) != list(ds.classes):
         raise ValueError(f"class names differ: checkpoint {list(cfg.class_names)[:5]}..., data {ds.classes[:5]}...; "
                          "evaluate on the dataset the model was trained for")
-    tf = EvalTransform(cfg.img_size, cfg.mean, cfg.std, in_chans=cfg.in_chans)
+    tf = EvalTransform.for_model(cfg)
     skipped: list[tuple[str, str]] = []
-    counts = evaluate_batches(model, eval_batches(ds, cfg.img_size, batch_size, workers=workers, skipped=skipped), tf,
-                              names)
+    workers = default_workers() if workers is None else workers
+    device = next(model.parameters(), torch.empty(0)).device
+    batches = eval_batches(ds, tf, batch_size, workers=workers, device=device, skipped=skipped)
+    counts = evaluate_batches(model, batches, names)
     return {**counts.summary(), "data": what, **({"skipped": skipped} if skipped else {})}

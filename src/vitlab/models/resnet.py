@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from ..utils.eval_fields import check_fields
 from ..utils.size import Size, to_2tuple
 from .layers import ConfigDict, check_image, lecun_normal_
 from .pretrained import save_pretrained
@@ -236,6 +237,9 @@ class ResNetConfig(ConfigDict):
     mean: tuple[float, ...] = (0.5, 0.5, 0.5)
     std: tuple[float, ...] = (0.5, 0.5, 0.5)
     class_names: tuple[str, ...] | None = None
+    eval_resize: str = "whole"  # test-time preprocessing, as ViTConfig's eval_* fields (vitlab.data.Preprocess)
+    eval_crop_pct: float = 1.0
+    eval_interpolation: str = "bilinear"
 
     def __post_init__(self) -> None:
         self.layers = tuple(int(d) for d in self.layers)
@@ -257,6 +261,7 @@ class ResNetConfig(ConfigDict):
             raise ValueError(f"drop_rate={self.drop_rate} must be in [0, 1)")
         if self.class_names is not None and self.num_classes and len(self.class_names) != self.num_classes:
             raise ValueError(f"{len(self.class_names)} class_names given for num_classes={self.num_classes}")
+        check_fields("eval_", self.eval_resize, self.eval_crop_pct, self.eval_interpolation)
 
 
 class ResNet(ResNetBackbone):

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from ..utils.eval_fields import check_fields
 from ..utils.size import Size, to_2tuple
 from . import attn_kernel
 from .hybrid import HybridEmbed
@@ -66,6 +67,11 @@ class ViTConfig(ConfigDict):
     mean: tuple[float, ...] = (0.5, 0.5, 0.5)  # input normalisation (x/255 - mean) / std, per channel
     std: tuple[float, ...] = (0.5, 0.5, 0.5)
     class_names: tuple[str, ...] | None = None  # what each output means; set by training
+    # How a test image of any size becomes the input (vitlab.data.Preprocess): what eval, predict, serve,
+    # fewshot, analyze and an ONNX export use, so they all reproduce the evaluation a run reported.
+    eval_resize: str = "whole"  # "whole": the whole image to img_size (official ViT); "shorter": aspect kept, centre crop
+    eval_crop_pct: float = 1.0  # the centre crop keeps this share of the image scaled to img_size / eval_crop_pct
+    eval_interpolation: str = "bilinear"  # "bilinear" or "bicubic" (PIL's filters, antialiased when reducing)
 
     def __post_init__(self) -> None:
         self.img_size = to_2tuple(self.img_size, "img_size")
@@ -97,6 +103,7 @@ class ViTConfig(ConfigDict):
         for name in ("drop_rate", "attn_drop_rate", "drop_path_rate", "patch_drop_rate"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name}={getattr(self, name)} must be in [0, 1)")
+        check_fields("eval_", self.eval_resize, self.eval_crop_pct, self.eval_interpolation)
 
 
 

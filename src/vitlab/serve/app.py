@@ -39,7 +39,7 @@ from ..analysis.predict import class_names
 from ..utils.device import pick_device
 from ..data.pipeline import materialize
 from ..data.sources import ImageTooLargeError, decode_image, image_to_array, open_dataset
-from ..data.transforms import preprocess_pil
+from ..data.transforms import EvalTransform
 from ..models.vit import VisionTransformer
 
 PathLike = str | os.PathLike
@@ -115,7 +115,8 @@ class Explorer:
         """Top-k classes, the rollout map (gh, gw) and the class token's attention to every patch per
         (layer, head), all for one decoded image, preprocessed as `vitlab predict` does."""
         model, cfg = self.model, self.model.cfg
-        x = preprocess_pil(image, cfg.img_size, cfg.mean, cfg.std, cfg.in_chans)[None]
+        tf = EvalTransform.for_model(cfg)
+        x = tf.image(image)[None]
         x = x.to(next(model.parameters()).device)
         logits, attns, grid = collect_attention(model, x)
         rollout = attention_rollout(attns, model.num_prefix_tokens, grid)[0]
@@ -130,20 +131,21 @@ class Explorer:
             "top": top,
             "grid": list(grid),
             "input_size": list(cfg.img_size),
-            "image": _png_data_url(_model_view(image, cfg.img_size, cfg.in_chans)),
+            "image": _png_data_url(_model_view(image, tf)),
             "rollout": np.round(rollout, 6).tolist(),
             "attention": [np.round(c, 6).tolist() for c in cls],  # [layer][head][gh * gw]
             "class_token": bool(p),
         }
 
 
-def _model_view(image: Image.Image, img_size: tuple[int, int], in_chans: int) -> np.ndarray:
-    """The image as the model sees it (its aspect ratio, its channels), at a size people can look at."""
-    h, w = img_size
+def _model_view(image: Image.Image, tf: EvalTransform) -> np.ndarray:
+    """The image as the model sees it (its crop, its aspect ratio, its channels), at a size people can look at."""
+    h, w = tf.img_size
     s = DISPLAY_SIDE / max(h, w)
-    arr = image_to_array(image, channels=in_chans)
+    arr = image_to_array(image, channels=tf.norm.in_chans)
+    box = tf.preprocess.crop_box(*arr.shape[:2])
     size = (max(1, round(w * s)), max(1, round(h * s)))
-    return np.asarray(Image.fromarray(arr.squeeze()).resize(size, Image.Resampling.BILINEAR))
+    return np.asarray(Image.fromarray(arr.squeeze()).resize(size, Image.Resampling.BILINEAR, box=box))
 
 
 def _png(arr: np.ndarray) -> bytes:
@@ -200,11 +202,11 @@ def build_explorer(
     ds = None
     if data is not None:
         try:
-            ds = open_dataset(data, "test", data_dir, size=model.cfg.img_size)
+            ds = open_dataset(data, "test", data_dir, in_memory=False)
         except (OSError, ValueError) as e:
             card["notes"].append(f"no example images: the run's data set {data!r} could not be opened ({e})")
     if ds is not None:
-        explorer.examples = _pick_examples(ds, NUM_EXAMPLES, model.cfg.img_size)
+        explorer.examples = _pick_examples(ds, NUM_EXAMPLES, EvalTransform.for_model(model.cfg))
     _gather_figures(explorer, run, ds, data, data_dir)
     card["examples"] = [{"url": f"/examples/{k}.png", "label": lab} for k, (lab, _) in enumerate(explorer.examples)]
     card["figures"] = [{"url": f"/figures/{stem}.png", "title": title, "caption": caption}
@@ -212,14 +214,14 @@ def build_explorer(
     return explorer
 
 
-def _pick_examples(ds, n: int, size: tuple[int, int]) -> list[tuple[str, bytes]]:
+def _pick_examples(ds, n: int, tf: EvalTransform) -> list[tuple[str, bytes]]:
     """The first test image of each class in class order (then the next images, for fewer classes
     than ``n``): a spread of classes rather than whatever the file's first n images are."""
     labels = ds.labels
     order = [int((labels == c).nonzero()[0]) for c in range(ds.num_classes) if (labels == c).any()][:n]
     taken = set(order)
     order += [i for i in range(min(len(ds), 2 * n)) if i not in taken][: n - len(order)]
-    shown = materialize(ds, size, torch.as_tensor(order, dtype=torch.int64))  # decoded when read from disk
+    shown = materialize(ds, tf, torch.as_tensor(order, dtype=torch.int64))  # what the model sees
     return [(shown.classes[int(y)], _png(x.permute(1, 2, 0).squeeze(-1).numpy()))
             for x, y in zip(shown.images, shown.labels)]
 

@@ -24,6 +24,7 @@ import yaml
 
 from ..errors import ConfigError
 from ..models import ResNetConfig, ViTConfig, get_config, list_models
+from ..utils.eval_fields import check_fields
 
 
 @dataclass
@@ -55,7 +56,11 @@ class DataSection:
     mixup_prob: float = 1.0  # share of batches mixed when mixup or CutMix is on
     mixup_switch_prob: float = 0.5  # with both on: chance of CutMix instead of mixup
     label_smoothing: float = 0.0  # share of the target spread evenly over all classes
-    eval_crop_pct: float | None = None  # None: plain resize (the paper's test preprocessing)
+    # Test-time preprocessing, written into the model's metadata (its eval_* fields, vitlab.data.Preprocess):
+    # what eval, predict, serve and an ONNX export use, so they reproduce the run's evaluation.
+    eval_resize: str | None = None  # test-time resize: whole (the paper's) or shorter (aspect kept, centre crop; timm); null: the model's
+    eval_crop_pct: float | None = None  # in (0, 1]: the centre crop of the image scaled to size / eval_crop_pct; null: the model's
+    eval_interpolation: str | None = None  # test-time resize filter: bilinear or bicubic (PIL's); null: the model's
 
 
 @dataclass
@@ -163,6 +168,8 @@ class Config:
             raise ValueError(f"data.in_memory={d.in_memory!r} is not one of true, false, auto")
         if d.workers is not None and d.workers < 0:
             raise ValueError(f"data.workers={d.workers} must be >= 0 (0: read in the training process), or null")
+        check_fields("data.eval_", d.eval_resize or "whole", 1.0 if d.eval_crop_pct is None else d.eval_crop_pct,
+                     d.eval_interpolation or "bilinear")
         if not 0 < d.test_fraction < 1:
             raise ValueError(f"data.test_fraction={d.test_fraction} must be in (0, 1)")
         if d.image_size is not None and d.image_size < 1:

@@ -45,10 +45,10 @@ class EvalSetup:
     seed: int
     workers: int = 0  # DataLoader processes decoding images read from disk
 
-    def batches(self, ds: Source) -> Iterator[tuple[Tensor, Tensor]]:
-        """This process's share of ``ds`` (every world-th image) as uint8 batches at the model's size."""
+    def batches(self, ds: Source, device: torch.device) -> Iterator[tuple[Tensor, Tensor]]:
+        """This process's share of ``ds`` (every world-th image) as model inputs on ``device``."""
         rows = torch.arange(self.dist.rank, len(ds), self.dist.world)
-        return eval_batches(ds, self.transform.img_size, self.batch_size, rows, self.workers)
+        return eval_batches(ds, self.transform, self.batch_size, rows, self.workers, device=device)
 
 
 class Objective:
@@ -116,8 +116,8 @@ class Classify(Objective):
         return soft_target_xent(out.float(), target, self.kind)
 
     def evaluate(self, model, ds, ev):
-        counts = evaluate_batches(model, ev.batches(ds), ev.transform, self.classes, ev.autocast)
         device = next(model.parameters()).device
+        counts = evaluate_batches(model, ev.batches(ds, device), self.classes, ev.autocast)
         counts.load_tensor(dd.all_sum(counts.as_tensor().to(device), ev.dist).cpu())
         return counts.summary()
 
@@ -176,8 +176,7 @@ class MaskedPatch(Objective):
         was_training = self.module.training
         self.module.eval()
         total = torch.zeros(3, dtype=torch.float64, device=device)
-        for images, _ in ev.batches(ds):
-            x = ev.transform(images.to(device, non_blocking=True))
+        for x, _ in ev.batches(ds, device):
             with torch.autocast(device.type, dtype=ev.autocast or torch.float32, enabled=ev.autocast is not None):
                 out = self.module(x, gen, encoder=model)
             logits = out.logits.float()

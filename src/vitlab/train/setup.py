@@ -10,6 +10,7 @@ from torch import nn
 
 from ..data import Source, get_normalize, train_dev_split
 from ..data.splits import open_run_data
+from ..utils.eval_fields import CONFIG_FIELDS
 from .config import Config, model_options
 from .fit import check_channels, fit_model_options
 
@@ -60,8 +61,8 @@ def build_run_model(cfg: Config, data: Data) -> nn.Module:
 def build_model(cfg: Config, classes: list[str], options: dict[str, Any] | None = None) -> nn.Module:
     """The recipe's model with its head sized for ``classes`` (headless, ``num_classes=0``, for
     ``train.objective=masked_patch``), weights from ``model.weights`` and the preprocessing metadata
-    (``data.normalize``, class names) set. ``options``: model config fields (default: the recipe's model
-    section; the trainer passes them completed from the data)."""
+    (``data.normalize``, ``data.eval_*``, class names) set. ``options``: model config fields (default: the
+    recipe's model section; the trainer passes them completed from the data)."""
     from ..api import create_model
     from ..weights import load_model
     from .objectives import OBJECTIVES
@@ -77,6 +78,10 @@ def build_model(cfg: Config, classes: list[str], options: dict[str, Any] | None 
                          + (" (masked_patch pretraining needs num_classes=0)" if n == 0 else ""))
     if cfg.data.normalize is not None:
         model.cfg.mean, model.cfg.std = get_normalize(cfg.data.normalize)
+    for key in CONFIG_FIELDS:  # data.eval_* -> the model's test-time preprocessing
+        if getattr(cfg.data, key) is not None:
+            setattr(model.cfg, key, getattr(cfg.data, key))
+    model.cfg.validate()
     if n:
         model.cfg.class_names = tuple(classes)
     return model

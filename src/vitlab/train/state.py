@@ -57,9 +57,8 @@ class TrainState:
         return self.ema.module if self.ema is not None else self.model
 
     def eval_transform(self) -> EvalTransform:
-        """Test-time preprocessing at the model's current size."""
-        mc = self.model.cfg
-        return EvalTransform(mc.img_size, mc.mean, mc.std, self.cfg.data.eval_crop_pct, in_chans=mc.in_chans)
+        """Test-time preprocessing at the model's current size, as its metadata defines it (as predict does)."""
+        return EvalTransform.for_model(self.model.cfg)
 
     def resize(self, size: tuple[int, int]) -> None:
         """Train (and evaluate) at ``size`` from now on: position embeddings are resampled to the new

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..data.preprocess import PIL_FILTERS, Preprocess
 from ..models.vit import VisionTransformer
 from .timm import full_pos_embed
 
@@ -142,11 +143,41 @@ def vitlab_to_hf(model: VisionTransformer) -> tuple[dict[str, Any], dict[str, Te
 
 
 def preprocessor_config(model: VisionTransformer) -> dict[str, Any]:
-    """HF ViTImageProcessor settings carrying the model's input size and normalisation."""
-    h, w = model.cfg.img_size
-    return {"image_processor_type": "ViTImageProcessor", "do_resize": True, "size": {"height": h, "width": w},
-            "resample": 2, "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
-            "image_mean": list(model.cfg.mean), "image_std": list(model.cfg.std)}
+    """HF image-processor settings carrying the model's input size, normalisation and test-time preprocessing:
+    ViTImageProcessor (the whole image resized) when nothing is cropped, DeiTImageProcessor (the whole image
+    resized to img_size / crop_pct, centre crop) for eval_resize=whole, BitImageProcessor (shortest edge,
+    centre crop; exact for a square img_size) for eval_resize=shorter."""
+    pre = Preprocess.from_config(model.cfg)
+    (h, w), (sh, sw) = pre.img_size, pre.scaled_size
+    common = {"do_resize": True, "resample": int(PIL_FILTERS[pre.interpolation]), "do_rescale": True,
+              "rescale_factor": 1 / 255, "do_normalize": True,
+              "image_mean": list(model.cfg.mean), "image_std": list(model.cfg.std)}
+    crop = {"do_center_crop": True, "crop_size": {"height": h, "width": w}}
+    if pre.resize == "shorter":
+        return {"image_processor_type": "BitImageProcessor", "size": {"shortest_edge": max(sh, sw)}, **crop,
+                "do_convert_rgb": model.cfg.in_chans == 3, **common}
+    if (sh, sw) != (h, w):
+        return {"image_processor_type": "DeiTImageProcessor", "size": {"height": sh, "width": sw}, **crop, **common}
+    return {"image_processor_type": "ViTImageProcessor", "size": {"height": h, "width": w}, **common}
+
+
+def _preprocess_fields(pre: dict[str, Any]) -> dict[str, Any]:
+    """ViTConfig eval_* fields from HF image-processor settings: a centre crop from a size given as
+    shortest_edge is eval_resize=shorter, from a size given as height/width (or an int: ViT and DeiT
+    processors make it square) is whole; crop_pct = crop / size; resample 2 / 3 is bilinear / bicubic."""
+    out: dict[str, Any] = {}
+    resample = {int(v): k for k, v in PIL_FILTERS.items()}.get(pre.get("resample"))
+    if resample:
+        out["eval_interpolation"] = resample
+    size, crop = pre.get("size"), pre.get("crop_size")
+    if pre.get("do_center_crop") and crop is not None and size is not None:
+        crop_h = crop["height"] if isinstance(crop, dict) else crop
+        if isinstance(size, dict) and "shortest_edge" in size:
+            out["eval_resize"], size_h = "shorter", size["shortest_edge"]
+        else:
+            out["eval_resize"], size_h = "whole", size["height"] if isinstance(size, dict) else size
+        out["eval_crop_pct"] = min(1.0, crop_h / size_h)
+    return out
 
 
 def infer_config(hf: dict[str, Any], state: dict[str, Tensor], extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -176,4 +207,5 @@ def infer_config(hf: dict[str, Any], state: dict[str, Tensor], extra: dict[str, 
     pre = (extra or {}).get("preprocessor", {})
     if "image_mean" in pre and "image_std" in pre:
         cfg["mean"], cfg["std"] = tuple(pre["image_mean"]), tuple(pre["image_std"])
+    cfg.update(_preprocess_fields(pre))
     return cfg

@@ -24,6 +24,7 @@ from ..models.pretrained import check_and_load
 from ..models.registry import get_config, model_from_config
 from ..models.resnet import ARCHITECTURE as RESNET, ResNet, ResNetConfig, backbone_stride
 from ..models.vit import ViTConfig, VisionTransformer
+from ..utils.eval_fields import CONFIG_FIELDS
 from ..utils.size import to_2tuple
 from . import hf, official, timm
 from .formats import FORMATS, Checkpoint, read_checkpoint
@@ -170,8 +171,9 @@ def infer_config(ckpt: Checkpoint, **overrides: Any) -> ViTConfig | ResNetConfig
 
 def _recipe_config(ckpt: Checkpoint) -> dict[str, Any]:
     """The config of a training checkpoint whose run has no model/ yet (unfinished, or the file was moved):
-    the recipe's model and normalisation, the class count of its head, the image size of its stage. The
-    class names are not in a checkpoint (model/config.json has them), so they are left out."""
+    the recipe's model, normalisation and test-time preprocessing (data.eval_*), the class count of its
+    head, the image size of its stage. The class names are not in a checkpoint (model/config.json has
+    them), so they are left out."""
     recipe = ckpt.extra["recipe"]
     section = recipe.get("model") or {}
     opts = {k: v for k, v in section.items() if k not in ("name", "weights", "reset_head")}
@@ -184,10 +186,11 @@ def _recipe_config(ckpt: Checkpoint) -> dict[str, Any]:
     cfg = {**({"architecture": base.architecture} if base.architecture else {}), **base.to_dict(), "class_names": None}
     if isinstance(base, ViTConfig) and "pre_logits.fc.weight" not in ckpt.state:
         cfg["representation_size"] = None  # model.reset_head dropped it
-    norm = (recipe.get("data") or {}).get("normalize")
-    if norm:
-        cfg["mean"], cfg["std"] = get_normalize(norm)
-    log.warning("%s: no model/config.json in its run (unfinished?): architecture and normalisation from the "
+    data = recipe.get("data") or {}
+    if data.get("normalize"):
+        cfg["mean"], cfg["std"] = get_normalize(data["normalize"])
+    cfg.update({k: data[k] for k in CONFIG_FIELDS if data.get(k) is not None})  # the run's test-time preprocessing
+    log.warning("%s: no model/config.json in its run (unfinished?): architecture and preprocessing from the "
                 "checkpoint's recipe; class names unknown", ckpt.path)
     return cfg
 
@@ -265,7 +268,8 @@ def describe_checkpoint(path: str | os.PathLike, checkpoint: str | os.PathLike |
         f"parameters:    {n_params:,}",
         f"classes:       {cfg.num_classes}"
         + (f" ({', '.join(cfg.class_names[:10])}{', ...' if len(cfg.class_names) > 10 else ''})" if cfg.class_names else ""),
-        f"input:         mean {tuple(cfg.mean)}, std {tuple(cfg.std)}",
+        f"input:         mean {tuple(cfg.mean)}, std {tuple(cfg.std)}; test images: resize {cfg.eval_resize}, "
+        f"crop_pct {cfg.eval_crop_pct:g}, {cfg.eval_interpolation}",
         f"keys:          {len(ckpt.state)} ("
         + ", ".join(f"{g}: {c}" for g, c in sorted(groups.items())) + ")",
     ]
