@@ -99,6 +99,7 @@ def test_shards_written_by_webdataset_are_read(tmp_path):
     with wds.TarWriter(str(d / "part-1.tar")) as w:
         w.write({"__key__": "b/x3", "webp": _png(40), "cls": 1})
         w.write({"__key__": "b/no_image", "cls": 0})
+        w.write({"__key__": "b/unlabelled", "png": _png(60), "cls": -1})
         w.write({"__key__": "a/x1", "png": _png(50), "cls": 0})  # a key met before
     src = open_dataset(str(d))
     assert list(src.paths) == ["a/x1", "a/x2", "b/x3"] and src.labels.tolist() == [1, 0, 1]
@@ -107,6 +108,7 @@ def test_shards_written_by_webdataset_are_read(tmp_path):
     why = dict(src.skipped)
     assert why[f"{d / 'part-0.tar'}:a/no_label"].startswith("no cls")
     assert why[f"{d / 'part-1.tar'}:b/no_image"].startswith("no image")
+    assert why[f"{d / 'part-1.tar'}:b/unlabelled"].startswith("cls is not a label")
     assert why[f"{d / 'part-1.tar'}:a/x1"].startswith("duplicate key")
     (d / "classes.txt").write_text("kitten\npuppy\n")
     assert open_dataset(str(d)).classes == ["kitten", "puppy"]  # the index beside the shards wins

@@ -206,9 +206,13 @@ def _scan_shard(path: Path, image_fields: frozenset[str]) -> _ShardScan:
                 elif fld == "cls":
                     text = tf.extractfile(m).read().strip()  # type: ignore[union-attr]
                     try:
-                        sample["label"] = int(text)
+                        label = int(text)
                     except ValueError:
-                        sample["bad_label"] = f"cls is not an integer ({text[:20]!r})"
+                        label = -1
+                    if label >= 0:
+                        sample["label"] = label
+                    else:
+                        sample["bad_label"] = f"cls is not a label (a whole number >= 0): {text[:20]!r}"
                 elif fld == "json":
                     try:
                         meta = json.loads(tf.extractfile(m).read())  # type: ignore[union-attr]
