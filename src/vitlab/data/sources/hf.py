@@ -127,11 +127,16 @@ def has_hf_test_split(spec: str) -> bool:
 
 
 def _columns(table: Any, cols: dict[str, str], where: str) -> tuple[str, str]:
+    """The (image, label) columns: as chosen in the spec, else the one Image column and `label`, else the
+    one ClassLabel column."""
     ds = _datasets()
     feats = table.features
-    image = cols.get("image") or _only([c for c, f in feats.items() if isinstance(f, ds.Image)], "an Image", feats, where, "image")
-    label = cols.get("label") or (_only([c for c, f in feats.items() if isinstance(f, ds.ClassLabel)], "a ClassLabel",
-                                        feats, where, "label") if "label" not in feats else "label")
+    image = cols.get("image") or _only([c for c, f in feats.items() if isinstance(f, ds.Image)], "an Image", feats,
+                                       where, "image")
+    if "label" in cols or "label" in feats:
+        label = cols.get("label", "label")
+    else:
+        label = _only([c for c, f in feats.items() if isinstance(f, ds.ClassLabel)], "a ClassLabel", feats, where, "label")
     for what, c in (("image", image), ("label", label)):
         if c not in feats:
             raise ValueError(f"{where} has no column {c!r} (columns: {', '.join(feats)}); choose with ?{what}=COLUMN")
