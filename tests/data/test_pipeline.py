@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vitlab.data import open_dataset
+from vitlab.data import EvalTransform, open_dataset
 from vitlab.data.pipeline import CropSpec, StreamingBatches, decode_crop, eval_batches, materialize
 from vitlab.data.sampler import BatchSchedule
 from vitlab.data.sources import FolderSource
@@ -128,7 +128,8 @@ def test_unreadable_files_are_replaced_the_same_way_by_any_worker_count(tmp_path
             strict.get(s, 0)
     # evaluation leaves such files out and names them
     skipped = []
-    n = sum(len(y) for _, y in eval_batches(src, 12, 5, skipped=skipped))
+    tf = EvalTransform(12)
+    n = sum(len(y) for _, y in eval_batches(src, tf, 5, skipped=skipped))
     assert n == len(src) - 2 and len(skipped) == 2
-    ds = materialize(src, 12)
+    ds = materialize(src, tf)
     assert ds.images.shape == (len(src) - 2, 3, 12, 12) and len(ds.skipped) == 2

@@ -51,8 +51,7 @@ def _predicted_loss(model, files, labels) -> float:
 def test_predict_gives_the_probabilities_eval_scored(tmp_path):
     model = _model(**CROP)
     model.save_pretrained(str(tmp_path / "m"))
-    # Images at 15 x 25, the model's 12 x 20 / crop_pct: eval (resize_batch on the folder read into memory)
-    # and predict (resize_pil per file) both crop the centre without resampling, so they see the same pixels.
+    # Images at 15 x 25, the model's 12 x 20 / crop_pct: both crop the centre without resampling.
     files, labels = _folder(tmp_path / "data", size=(15, 25))
     scored = evaluate_checkpoint(str(tmp_path / "m"), str(tmp_path / "data"), split="train")
     assert scored["n"] == len(files)
@@ -62,6 +61,19 @@ def test_predict_gives_the_probabilities_eval_scored(tmp_path):
     plain = _model()
     plain.load_state_dict(model.state_dict())
     assert abs(_predicted_loss(plain, files, labels) - scored["loss"]) > 1e-2
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_eval_reads_each_file_of_a_folder_as_predict_does(tmp_path, workers):
+    """Images of a size that needs resampling (31 x 47 -> crop of 12 x 20): eval streams the folder's files
+    through the same Preprocess.resize_pil per image (in DataLoader workers), so the probabilities match to
+    float precision, not just to a resize's rounding."""
+    model = _model(**CROP)
+    model.save_pretrained(str(tmp_path / "m"))
+    files, labels = _folder(tmp_path / "data", size=(31, 47))
+    scored = evaluate_checkpoint(str(tmp_path / "m"), str(tmp_path / "data"), split="train", workers=workers)
+    assert scored["n"] == len(files)
+    assert _predicted_loss(vitlab.load_model(tmp_path / "m"), files, labels) == pytest.approx(scored["loss"], abs=1e-6)
 
 
 def test_predict_and_serve_preprocess_any_image_as_the_metadata_says(tmp_path):
