@@ -72,11 +72,6 @@ class ShardSchedule:
         self._start = np.concatenate([[0], np.cumsum(self._len)[:-1]]).astype(np.int64)
         self._used = np.flatnonzero(self._len)  # shards that hold training rows
 
-    @property
-    def readers(self) -> int:
-        """Readers over all processes: world x workers."""
-        return self.world * self.workers
-
     def ks(self) -> range:
         """This process's micro-batch numbers within a step, in the order it trains on them."""
         return range(self.rank, self.accum * self.world, self.world)

@@ -119,10 +119,12 @@ def load_hf_splits(path: Path) -> dict[str, Any]:
 
 
 def _pick_split(splits: dict[str, Any], split: str) -> str | None:
+    """The table's split that stands for `split` (train; test, else validation, valid, val), or None."""
     return next((s for s in SPLIT_DIRS[split] if s in splits), None)
 
 
 def has_hf_test_split(spec: str) -> bool:
+    """Whether the table has a test (or validation, valid, val) split."""
     return _pick_split(load_hf_splits(parse_hf_spec(spec)[0]), "test") is not None
 
 

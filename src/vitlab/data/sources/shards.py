@@ -238,6 +238,7 @@ def _index_key(files: Sequence[Path]) -> str:
 
 
 def default_index_dir() -> Path:
+    """Where shard indexes are cached by default: outside the data, which may sit on a read-only mount."""
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vitlab" / "shards"
 
 
