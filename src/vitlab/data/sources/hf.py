@@ -21,6 +21,8 @@ and listed. The image column is cast to ``Image(decode=False)``, so ``read_bytes
 stored encoded bytes (or reads the file a row's ``path`` names) and decoding happens in the pipeline's
 workers, as for files. A hub name (``hf:user/name`` with no such directory) is an error naming how to
 save the dataset locally first; HF_HUB_OFFLINE / HF_DATASETS_OFFLINE are set before ``datasets`` is imported.
+Only ``datasets``' own builders (parquet, arrow, imagefolder) and ``load_from_disk`` read the directory, so a
+loading script in it is never run.
 """
 from __future__ import annotations
 

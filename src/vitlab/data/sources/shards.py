@@ -11,7 +11,8 @@
                                  lists; ``*`` globs too): one split, "train"
     FILE.tar                     one shard
 
-Samples are stored as WebDataset stores them: a sample's members are consecutive and share its key (the
+Shards are plain (uncompressed) tar files: a compressed one cannot be read at an offset, so ``.tar.gz`` files
+are not picked up. Samples are stored as WebDataset stores them: a sample's members are consecutive and share its key (the
 member name up to the first dot of its last path component, ``__key__``); the member named by an image
 extension (``jpg``, ``jpeg``, ``png``, ``webp`` or any other one Pillow opens) holds the encoded image,
 ``cls`` the label as a decimal integer and an optional ``json`` the class name (``class_name`` or
