@@ -138,7 +138,8 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("analyze", help="the paper's figures for a checkpoint: filters, position similarity, "
                                        "attention distance, rollout (PNG + JSON + index.md)")
     p.add_argument("ckpt", help="checkpoint: vitlab or training-run directory, HF directory, timm or official file")
-    p.add_argument("--data", required=True, help="dataset name (fashion_mnist, cifar10, ...) or path (class folders, .npz)")
+    p.add_argument("--data", required=True, help="dataset name (fashion_mnist, cifar10, ...) or path (class folders, .npz, tar shards, "
+                                                  "a Hugging Face dataset)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--num-images", type=int, default=64, help="images sampled for attention distance (default 64)")
     p.add_argument("--num-rollout", type=int, default=8, help="of those, how many get rollout maps (default 8)")
@@ -323,7 +324,8 @@ def _add_fewshot(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fewshot", help="few-shot linear probe of a checkpoint's frozen features (the paper's ridge "
                                        "regression, k shots per class, several seeds)")
     p.add_argument("ckpt", help="run directory, save_pretrained directory, or any checkpoint vitlab reads")
-    p.add_argument("--data", required=True, help="dataset name (fashion_mnist, cifar10, digits, ...) or path")
+    p.add_argument("--data", required=True, help="dataset name (fashion_mnist, cifar10, digits, ...) or path (class "
+                                                  "folders, .npz, tar shards, a Hugging Face dataset)")
     p.add_argument("--split-train", default="train", help="split the shots are drawn from (default train)")
     p.add_argument("--split-test", default="test", help="split the probe is scored on (default test)")
     p.add_argument("--shots", type=int, nargs="+", default=[1, 5, 10, 25], help="examples per class (default 1 5 10 25)")
