@@ -138,8 +138,8 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("analyze", help="the paper's figures for a checkpoint: filters, position similarity, "
                                        "attention distance, rollout (PNG + JSON + index.md)")
     p.add_argument("ckpt", help="checkpoint: vitlab or training-run directory, HF directory, timm or official file")
-    p.add_argument("--data", required=True, help="dataset name (fashion_mnist, cifar10, ...) or path (class folders, .npz, tar shards, "
-                                                  "a Hugging Face dataset)")
+    p.add_argument("--data", required=True, help="dataset name (fashion_mnist, cifar10, ...) or path (class folders, "
+                                                  ".npz, tar shards, a Hugging Face dataset)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--num-images", type=int, default=64, help="images sampled for attention distance (default 64)")
     p.add_argument("--num-rollout", type=int, default=8, help="of those, how many get rollout maps (default 8)")

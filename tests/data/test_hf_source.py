@@ -62,7 +62,8 @@ def test_a_dataset_dict_keeps_its_splits_and_a_parquet_directory_works(tmp_path,
     table.rename_columns({"image": "img", "label": "y"}).to_parquet(str(tmp_path / "pq/data/train-00000-of-00001.parquet"))
     val.rename_columns({"image": "img", "label": "y"}).to_parquet(str(tmp_path / "pq/data/test-00000-of-00001.parquet"))
     src = open_dataset(str(tmp_path / "pq"))  # the one Image column, the one ClassLabel column
-    assert len(src) == len(files) and src.read_bytes(4) == files[4].read_bytes() and src.classes == table.features["label"].names
+    assert len(src) == len(files) and src.read_bytes(4) == files[4].read_bytes()
+    assert src.classes == table.features["label"].names
     assert len(open_dataset(f"hf:{tmp_path / 'pq'}?image=img&label=y", "test")) == len(vfiles)
     with pytest.raises(ValueError, match=r"no column 'label'.*\?label=COLUMN"):
         open_dataset(f"hf:{tmp_path / 'pq'}?label=label")

@@ -275,7 +275,8 @@ def open_folder_lazy(root: PathLike, on_error: Literal["skip", "raise"] = "skip"
             raise ValueError(f"no readable images under {root}" + ("\n" + _report_skipped(root, skipped) if skipped else ""))
         paths = Strings([p.relative_to(root).as_posix() for p, _ in files])
         labels = torch.tensor([label for _, label in files], dtype=torch.int64)
-        src = FolderSource(root, paths, labels, classes, skipped, channels or guess_channels(lambda i: root / paths[i], len(paths)))
+        found = channels or guess_channels(lambda i: root / paths[i], len(paths))
+        src = FolderSource(root, paths, labels, classes, skipped, found)
         if index is not None:
             arrays = dict(data=paths.data, offsets=paths.offsets, labels=labels.numpy(), classes=np.array(classes),
                           skipped=np.array(skipped, dtype=str).reshape(-1, 2), key=np.array(key),

@@ -168,7 +168,8 @@ def _labels(table: Any, column: str) -> tuple[np.ndarray, list[str]]:
         return pc.fill_null(values, -1).to_numpy().astype(np.int64), list(feat.names)
     if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
         names = sorted(pc.unique(values).drop_null().to_pylist())
-        return pc.fill_null(pc.index_in(values, value_set=pa.array(names, values.type)), -1).to_numpy().astype(np.int64), names
+        codes = pc.fill_null(pc.index_in(values, value_set=pa.array(names, values.type)), -1)
+        return codes.to_numpy().astype(np.int64), names
     labels = pc.fill_null(values, -1).to_numpy().astype(np.int64)
     return labels, [str(i) for i in range(int(labels.max(initial=-1)) + 1)]
 

@@ -219,7 +219,8 @@ def _scan_shard(path: Path, image_fields: frozenset[str]) -> _ShardScan:
                         meta = json.loads(tf.extractfile(m).read())  # type: ignore[union-attr]
                     except ValueError:
                         continue
-                    name = next((meta[k] for k in _JSON_NAME_KEYS if isinstance(meta, dict) and isinstance(meta.get(k), str)), None)
+                    names = [meta.get(k) for k in _JSON_NAME_KEYS] if isinstance(meta, dict) else []
+                    name = next((n for n in names if isinstance(n, str)), None)
                     if name is not None:
                         sample["name"] = name
             flush()
