@@ -1,13 +1,16 @@
-"""Input-pipeline cost: folders of photo-like JPEGs streamed from disk, and the batched transforms.
+"""Input-pipeline cost: folders of photo-like JPEGs streamed from disk, the same JPEGs as tar shards and as a
+Hugging Face dataset, and the batched transforms.
 
 ``folders`` (the default) makes folders of photo-like JPEGs (300-640 px a side, quality 90; made once and
-kept under --root) at each --sizes count and prints, per folder:
+kept under --root) at each --sizes count, packs each into tar shards (`vitlab data pack`, 1000 samples a
+shard) and saves it as a Hugging Face dataset (`save_to_disk`, the JPEG bytes in an Image column; needs
+`datasets`), and prints, per folder and for the shards and the table holding the same JPEGs:
   - peak RSS of the whole process tree (main process + DataLoader workers, summed; PSS beside it, which
     counts pages shared by the forked workers once) during a short `vitlab train` run of a tiny ViT at
     224 px reading the folder lazily (data.in_memory=false),
   - that run's time to its first optimizer step, and the folder scan's share of it,
   - images/s of vitlab's input pipeline alone (decode at reduced size + Inception crop + flip + resize,
-    uint8 out, --workers processes), beside timm's loader (ImageFolder + create_transform(224,
+    uint8 out, --workers processes, in the order a run reads: shard by shard for shards), beside timm's loader (ImageFolder + create_transform(224,
     is_training=True), the same worker count; run with --timm-python, a Python that has timm and
     torchvision) and beside PIL decode-only in one process (the limit; its share x workers is printed).
 ``transforms`` times the batched transforms on a uint8 batch (what runs after the loader).
@@ -139,12 +142,48 @@ TRAIN_ARGS = ["data.in_memory=false", "data.batch_size=64", "data.normalize=minu
               "train.eval_every_epochs=1000", "train.ckpt_every_steps=0", "train.compile=false", "train.precision=fp32"]
 
 
-def train_run(folder: Path, workers: int, steps: int) -> tuple[float, float, float, float]:
-    """(peak RSS, peak PSS, seconds to the first optimizer step, seconds to the folder's scan being done) of
-    a `vitlab train` run reading `folder` lazily, stopped once its first steps are logged."""
+def make_shards(folder: Path) -> Path:
+    """The folder packed as tar shards beside it (<n>-shards), reused when complete."""
+    out = folder.with_name(f"{folder.name}-shards")
+    if not (out / "dataset.json").is_file():
+        from vitlab.data import open_dataset
+        from vitlab.data.pack import pack
+
+        shutil.rmtree(out, ignore_errors=True)
+        pack(open_dataset(str(folder), in_memory=False), out, 1000, described_as=str(folder))
+    return out
+
+
+def make_hf(folder: Path) -> tuple[Path | None, str]:
+    """The folder saved as a Hugging Face dataset beside it (<n>-hf), reused when complete; None and why not
+    when `datasets` is not installed."""
+    out = folder.with_name(f"{folder.name}-hf")
+    if (out / "dataset_info.json").is_file():
+        return out, ""
+    try:
+        import datasets
+    except ImportError:
+        return None, "datasets is not installed (pip install 'vitlab[hf]')"
+    files = sorted(folder.glob("class_*/*.jpg"))
+    classes = sorted({f.parent.name for f in files})
+
+    def rows():
+        for f in files:
+            yield {"image": {"bytes": f.read_bytes(), "path": None}, "label": classes.index(f.parent.name)}
+
+    feats = datasets.Features(image=datasets.Image(), label=datasets.ClassLabel(names=classes))
+    with tempfile.TemporaryDirectory() as tmp:  # from_generator writes its arrow file here first
+        datasets.Dataset.from_generator(rows, features=feats, cache_dir=tmp).save_to_disk(str(out))
+    return out, ""
+
+
+def train_run(spec: str, workers: int, steps: int) -> tuple[float, float, float, float]:
+    """(peak RSS, peak PSS, seconds to the first optimizer step, seconds to the folder's scan being done, NaN
+    for shards and tables) of a `vitlab train` run reading `spec` lazily, stopped once its first steps are
+    logged."""
     out = Path(tempfile.mkdtemp(prefix="bench_data_run"))
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    cmd = [sys.executable, "-m", "vitlab", "train", "--out", str(out), "--no-progress", f"data.dataset={folder}",
+    cmd = [sys.executable, "-m", "vitlab", "train", "--out", str(out), "--no-progress", f"data.dataset={spec}",
            f"data.workers={workers}", f"schedule.steps={steps}", *TRAIN_ARGS]
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -170,16 +209,16 @@ def train_run(folder: Path, workers: int, steps: int) -> tuple[float, float, flo
     return mem.peak_rss, mem.peak_pss, first, scanned[0] if scanned else float("nan")
 
 
-def vitlab_pipeline(folder: Path, workers: int, batches: int, batch: int) -> float:
-    """Images/s of vitlab's streaming reader alone: (step, k) micro-batches of `batch` images at 224 px."""
-    sys.path.insert(0, str(ROOT / "src"))
+def vitlab_pipeline(spec: str, workers: int, batches: int, batch: int) -> float:
+    """Images/s of vitlab's streaming reader alone: (step, k) micro-batches of `batch` images at 224 px, in
+    the order training reads them (data.shard_order=auto)."""
     from vitlab.data import open_dataset
     from vitlab.data.pipeline import CropSpec, StreamingBatches
-    from vitlab.data.sampler import BatchSchedule
+    from vitlab.data.shard_order import training_schedule
 
-    src = open_dataset(str(folder), in_memory=False)
+    src = open_dataset(spec, in_memory=False)
     spe = len(src) // batch
-    sch = BatchSchedule(len(src), 0, spe, spe * 100, batch, batch, 1, 1, 0)
+    sch = training_schedule("auto", src, 0, spe, spe * 100, batch, batch, 1, 1, 0, workers)
     sb = StreamingBatches(src, sch, 0, CropSpec((224, 224)), 0, "skip", workers, torch.device("cpu"))
     warm = max(2, workers * 2)
     for s in range(warm):
@@ -233,27 +272,37 @@ def decode_only(folder: Path, n: int) -> float:
 
 
 def folders(args: argparse.Namespace) -> None:
+    sys.path.insert(0, str(ROOT / "src"))
     print(f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}; workers {args.workers}; "
           f"tiny ViT (vit_ti16, depth 1) at 224 px, batch 64")
-    rows = []
+    rows, notes = [], set()
     for n in (int(v) for v in args.sizes.split(",")):
         folder = make_folder(Path(args.root), n)
-        rss, pss, first, scanned = train_run(folder, args.workers, args.steps)
-        mine = vitlab_pipeline(folder, args.workers, args.batches, 64)
+        hf, why_not = make_hf(folder)
+        notes |= {f"hf: {why_not}"} if why_not else set()
         peer, why = timm_pipeline(args.timm_python, folder, args.workers, args.batches, 64)
+        notes |= {f"timm: {why}"} if why else set()
         limit = decode_only(folder, 500)
-        rows.append((n, rss, pss, first, scanned, mine, peer, why, limit))
+        for kind, spec in (("folder", folder), ("shards", make_shards(folder)), ("hf", hf)):
+            if spec is None:
+                continue
+            rss, pss, first, scanned = train_run(str(spec), args.workers, args.steps)
+            mine = vitlab_pipeline(str(spec), args.workers, args.batches, 64)
+            rows.append((n, kind, rss, pss, first, scanned, mine, peer, limit))
         print(f"  {n} images: done", flush=True)
-    print(f"\n{'images':>7} {'peak RSS':>9} {'peak PSS':>9} {'1st step':>9} {'(scan)':>7} {'vitlab img/s':>13} "
-          f"{'timm img/s':>11} {'vs timm':>8} {'decode-only':>12} {'of limit x W':>13}")
-    for n, rss, pss, first, scanned, mine, peer, why, limit in rows:
-        print(f"{n:>7} {rss / 2**30:8.2f}G {pss / 2**30:8.2f}G {first:8.1f}s {scanned:6.1f}s {mine:13.0f} "
+    print(f"\n{'images':>7} {'source':>7} {'peak RSS':>9} {'peak PSS':>9} {'1st step':>9} {'(scan)':>7} "
+          f"{'vitlab img/s':>13} {'timm img/s':>11} {'vs timm':>8} {'decode-only':>12} {'of limit x W':>13}")
+    for n, kind, rss, pss, first, scanned, mine, peer, limit in rows:
+        print(f"{n:>7} {kind:>7} {rss / 2**30:8.2f}G {pss / 2**30:8.2f}G {first:8.1f}s {scanned:6.1f}s {mine:13.0f} "
               f"{peer:11.0f} {mine / peer:7.2f}x {limit:12.0f} {mine / (limit * args.workers):12.0%}")
-    if rows and rows[0][7]:
-        print(f"timm: {rows[0][7]}")
-    base = rows[0]
-    for r in rows[1:]:
-        print(f"peak RSS at {r[0]} vs {base[0]}: {r[1] / base[1]:.2f}x; time to first step {r[3] / base[3]:.2f}x")
+    print("timm's loader and decode-only read the folder; shards and hf hold the same JPEGs")
+    for note in sorted(notes):
+        print(note)
+    for kind in ("folder", "shards", "hf"):
+        mine = [r for r in rows if r[1] == kind]
+        for r in mine[1:]:
+            print(f"{kind}: peak RSS at {r[0]} vs {mine[0][0]}: {r[2] / mine[0][2]:.2f}x; time to first step "
+                  f"{r[4] / mine[0][4]:.2f}x")
 
 
 # ------------------------------------------------------------------------------------------ transforms
@@ -299,7 +348,8 @@ def transforms(args: argparse.Namespace) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="what")
-    f = sub.add_parser("folders", help="JPEG folders streamed from disk: memory, first step, images/s vs timm")
+    f = sub.add_parser("folders", help="JPEG folders, tar shards and HF tables streamed from disk: memory, first "
+                                       "step, images/s vs timm")
     f.add_argument("--sizes", default="4000,16000,64000", help="folder sizes (images), comma-separated")
     f.add_argument("--root", default=str(Path(tempfile.gettempdir()) / "vitlab-bench-jpegs"))
     f.add_argument("--workers", type=int, default=2)

@@ -138,7 +138,8 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("analyze", help="the paper's figures for a checkpoint: filters, position similarity, "
                                        "attention distance, rollout (PNG + JSON + index.md)")
     p.add_argument("ckpt", help="checkpoint: vitlab or training-run directory, HF directory, timm or official file")
-    p.add_argument("--data", required=True, help="dataset name (fashion_mnist, cifar10, ...) or path (class folders, .npz)")
+    p.add_argument("--data", required=True, help="dataset name (fashion_mnist, cifar10, ...) or path (class folders, "
+                                                  ".npz, tar shards, a Hugging Face dataset)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--num-images", type=int, default=64, help="images sampled for attention distance (default 64)")
     p.add_argument("--num-rollout", type=int, default=8, help="of those, how many get rollout maps (default 8)")
@@ -153,21 +154,58 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
 def _data(args: argparse.Namespace) -> int:
     from .data import describe_dataset, open_dataset
 
-    ds = open_dataset(args.spec, args.split, args.data_dir, size=args.size, on_error=args.on_error, cache=args.cache)
-    print(describe_dataset(ds, f"{args.spec} ({args.split})"))
+    if args.spec[0] == "pack":
+        return _pack(args)
+    if len(args.spec) != 1:
+        raise ValueError(f"vitlab data takes one SPEC (or: vitlab data pack SRC OUT), got {' '.join(args.spec)}")
+    spec = args.spec[0]
+    ds = open_dataset(spec, args.split or "train", args.data_dir, size=args.size, on_error=args.on_error,
+                      cache=args.cache)
+    print(describe_dataset(ds, f"{spec} ({args.split or 'train'})"))
+    return 0
+
+
+def _pack(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .data import has_test_split, open_dataset
+    from .data.pack import pack, parse_shard_size
+
+    if len(args.spec) != 3:
+        raise ValueError("usage: vitlab data pack SRC OUT --shard-size N (samples a shard) or SIZE (e.g. 500MB)")
+    if not args.shard_size:
+        raise ValueError("vitlab data pack needs --shard-size: samples a shard (e.g. 1000) or bytes (e.g. 500MB)")
+    src, out = args.spec[1], Path(args.spec[2])
+    size = parse_shard_size(args.shard_size)
+    both = args.split is None and has_test_split(src, args.data_dir)  # a split source keeps its splits: OUT/train, OUT/test
+    for split in ("train", "test") if both else (args.split or "train",):
+        ds = open_dataset(src, split, args.data_dir, on_error=args.on_error, cache=args.cache, in_memory=False)
+        dest = out / split if both else out
+        index = pack(ds, dest, size, seed=None if args.no_shuffle else args.seed, described_as=f"{src} ({split})")
+        print(f"{src} ({split}): {index['samples']} samples in {len(index['shards'])} shard(s) in {dest} "
+              f"(index {dest}/dataset.json)" + (f"; {len(index['skipped'])} unreadable left out, listed there"
+                                                 if index["skipped"] else ""))
     return 0
 
 
 def _add_data(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("data", help="load a dataset and report its size, classes and any unusable files")
-    p.add_argument("spec", help="fashion_mnist, mnist, mnist5k, cifar10, cifar100, digits, or a path "
-                                "(class folders, .npz, a folder with IDX or CIFAR .bin files)")
-    p.add_argument("--split", default="train", choices=("train", "test"))
+    p = sub.add_parser("data", help="report a dataset's size, classes and unusable files; `data pack SRC OUT`: "
+                                    "write it as WebDataset tar shards")
+    p.add_argument("spec", nargs="+", metavar="SPEC | pack SRC OUT",
+                   help="fashion_mnist, mnist, mnist5k, cifar10, cifar100, digits, or a path (class folders, .npz, a "
+                        "folder with IDX or CIFAR .bin files, tar shards, a Hugging Face dataset); or `pack SRC OUT` "
+                        "to write SRC as tar shards into OUT (both splits, as OUT/train and OUT/test, when SRC has "
+                        "a test split and --split is not given)")
+    p.add_argument("--split", choices=("train", "test"), help="the split to read (default train; pack: both)")
     p.add_argument("--data-dir", help="where named datasets live (else $VITLAB_DATA, then system paths)")
     p.add_argument("--size", type=int, help="image folders: resize every image to SIZE x SIZE (default: first image's)")
-    p.add_argument("--on-error", default="skip", choices=("skip", "raise"), help="image folders: bad files")
+    p.add_argument("--on-error", default="skip", choices=("skip", "raise"), help="image folders, shards: bad files")
     p.add_argument("--cache", help="image folders: .npz cache of the decoded images, reused while files are unchanged "
-                                   "('auto': one per folder under ~/.cache/vitlab)")
+                                   "('auto': one per folder under ~/.cache/vitlab); shards: where the index is kept")
+    p.add_argument("--shard-size", help="pack: samples a shard (e.g. 1000), or bytes a shard at most (e.g. 500MB)")
+    p.add_argument("--seed", type=int, default=0, help="pack: seed of the shuffled order samples are written in")
+    p.add_argument("--no-shuffle", action="store_true", help="pack: keep the source's order (shards then hold "
+                                                             "one class after another)")
     p.set_defaults(func=_data)
 
 
@@ -286,7 +324,8 @@ def _add_fewshot(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fewshot", help="few-shot linear probe of a checkpoint's frozen features (the paper's ridge "
                                        "regression, k shots per class, several seeds)")
     p.add_argument("ckpt", help="run directory, save_pretrained directory, or any checkpoint vitlab reads")
-    p.add_argument("--data", required=True, help="dataset name (fashion_mnist, cifar10, digits, ...) or path")
+    p.add_argument("--data", required=True, help="dataset name (fashion_mnist, cifar10, digits, ...) or path (class "
+                                                  "folders, .npz, tar shards, a Hugging Face dataset)")
     p.add_argument("--split-train", default="train", help="split the shots are drawn from (default train)")
     p.add_argument("--split-test", default="test", help="split the probe is scored on (default test)")
     p.add_argument("--shots", type=int, nargs="+", default=[1, 5, 10, 25], help="examples per class (default 1 5 10 25)")

@@ -7,10 +7,15 @@ sources/      one module per kind, and open_dataset(spec, split, data_dir, size,
     folder.py   image folders: FolderSource (lazy, cached index) or load_image_folder (decoded into memory);
                 decide_in_memory (data.in_memory=auto: decoded when it takes <= 10% of RAM)
     images.py   one image file with Pillow: decode_image, load_image, image_to_array, find_images
+    shards.py   WebDataset tar shards (ShardSource): random access by a per-sample index of the tar headers
+    hf.py       Hugging Face datasets tables (HFSource): saved to disk, parquet/arrow directories, imagefolder
+pack.py       `vitlab data pack`: any source written as WebDataset tar shards with a dataset.json index
 holdout.py    holdout_mask, train_dev_split: stratified, seeded held-out shares (indices only)
 splits.py     open_run_data -> RunData(train, test, held_out, notes): the source's test split or a held-out
               one listed in RUN/split.json; open_heldout, open_eval_data (what `vitlab eval RUN` reads)
 sampler.py    BatchSchedule: the rows of micro-batch (step, k) and every random seed, from (seed, epoch, step, k)
+shard_order.py ShardSchedule: shard-sequential rows per reader from (seed, epoch, world size, workers);
+              training_schedule picks one of the two (data.shard_order)
 pipeline.py   per-sample decode / Inception crop on the original / flip / resize in DataLoader workers;
               train_batches (InMemoryBatches | StreamingBatches), eval_batches, materialize
 preprocess.py Preprocess: the one test-time resize/crop definition (whole | shorter, crop_pct, filter), part of a
@@ -45,6 +50,8 @@ from .sources import (
     read_idx,
     search_dirs,
     FolderSource,
+    HFSource,
+    ShardSource,
     open_folder,
 )
 from .preprocess import Preprocess
@@ -55,12 +62,14 @@ __all__ = [
     "FASHION_MNIST_CLASSES",
     "NORMALIZE",
     "EvalTransform",
+    "HFSource",
     "ImageDataset",
     "ImageTooLargeError",
     "MissingDependencyError",
     "Mixup",
     "NoTestSplitError",
     "Preprocess",
+    "ShardSource",
     "TrainTransform",
     "decode_image",
     "describe_dataset",

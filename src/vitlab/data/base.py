@@ -14,6 +14,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+# Recognised split names, for folders, shard directories and Hugging Face tables alike; the first found is used.
+SPLIT_DIRS = {"train": ("train",), "test": ("test", "val", "valid", "validation")}
+
 
 class Strings:
     """An immutable list of strings in two numpy arrays (utf-8 bytes and offsets).

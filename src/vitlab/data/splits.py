@@ -20,7 +20,7 @@ import torch
 from ..utils.io import atomic_write
 from .base import Source
 from .holdout import holdout_mask
-from .sources import NAMED_DATASETS, has_test_split, open_dataset, open_dataset_path, open_folder
+from .sources import canonical_spec, has_test_split, open_dataset, open_dataset_path, open_folder
 from .sources.folder import open_folder_lazy
 
 PathLike = str | os.PathLike
@@ -39,11 +39,6 @@ class RunData:
     @property
     def test_name(self) -> str:
         return "held-out test" if self.held_out else "test"
-
-
-def _source(spec: str) -> str:
-    """Named datasets as given, paths made absolute so `vitlab eval RUN` finds them from any directory."""
-    return spec if spec.lower().replace("-", "_") in NAMED_DATASETS else str(Path(spec).expanduser().resolve())
 
 
 def open_run_data(
@@ -125,7 +120,7 @@ def write_split(path: Path, spec: str, full: Source, mask: torch.Tensor, fractio
     """RUN/split.json: the source, how it was read, and which of its images are held out."""
     rows = mask.nonzero().flatten().tolist()
     record: dict[str, Any] = {
-        "source": _source(spec), **_read_settings(full, data_dir, on_error),
+        "source": canonical_spec(spec), **_read_settings(full, data_dir, on_error),
         "test_fraction": fraction, "seed": seed, "n_source": len(full), "n_test": len(rows),
     }
     if full.paths is not None:
@@ -206,7 +201,7 @@ def open_eval_data(ckpt: PathLike, data: str | None, split: Literal["train", "te
     on another run directory means the run's data set (RUN/config.yaml); otherwise `data` at `split`
     (an image folder's files read lazily, each preprocessed as `vitlab predict` would)."""
     split_file = run_split_file(ckpt)
-    if split_file is not None and (data is None or _source(data) == read_split(split_file)["source"]):
+    if split_file is not None and (data is None or canonical_spec(data) == read_split(split_file)["source"]):
         return open_heldout(split_file.parent, split)
     if data is None:
         data, data_dir = _run_dataset(ckpt, data_dir)

@@ -37,6 +37,8 @@ class DataSection:
     in_memory: bool | str = "auto"  # image folders: decoded into memory (true), read lazily by workers (false), auto: by size (see README Data)
     workers: int | None = None  # DataLoader worker processes for data read from disk; null: cores / processes (<= 8)
     cache: str | None = None  # image folders: decoded-image cache and folder index, a .npz path or "auto" (~/.cache/vitlab); null: none
+    shard_order: str = "auto"  # global (one permutation an epoch), shards (shard-sequential readers), auto: shards for tar shards
+    shuffle_buffer: int = 8192  # data.shard_order=shards: samples in each reader's shuffle buffer
     on_error: str = "skip"  # image folders: unusable files are listed and skipped/replaced (skip) or stop the run (raise)
     train_limit: int | None = None  # use only the first N training images (quick experiments, tests)
     batch_size: int = 256  # global batch per optimizer step (all processes and accumulation steps together)
@@ -159,6 +161,9 @@ class Config:
         if r.compile not in (True, False, "auto"):
             raise ValueError(f"train.compile={r.compile!r} is not one of true, false, auto")
         _choice("data.on_error", d.on_error, ("skip", "raise"))
+        _choice("data.shard_order", d.shard_order, ("auto", "global", "shards"))
+        if d.shuffle_buffer < 1:
+            raise ValueError(f"data.shuffle_buffer={d.shuffle_buffer} must be >= 1 (1: no shuffling within a reader)")
         if d.in_memory not in (True, False, "auto"):
             raise ValueError(f"data.in_memory={d.in_memory!r} is not one of true, false, auto")
         if d.workers is not None and d.workers < 0:

@@ -7,7 +7,8 @@ on CUDA, loss) -> backward (DDP all-reduce) -> clip -> optimizer -> EMA -> check
 of micro-batch k at step s (crop, flip, RandAugment, mixup, masking, dropout, stochastic depth) comes from
 a stream seeded by (seed, s, k) (a sample's crop: (seed, s, k, j)), and the data order from (seed, epoch),
 so a run resumed from any checkpoint, or split over another number of processes with the same global
-batch, computes the same thing as an uninterrupted single run.
+batch, computes the same thing as an uninterrupted single run. (Tar shards are read shard by shard by
+default, an order that also depends on the processes and workers: vitlab.data.shard_order.)
 
 What is learned (labels, or masked patches) is the objective's business (objectives.py); the step
 arithmetic is planned up front (plan.py); data and model come from setup.py; state.py holds what a
@@ -30,7 +31,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..data.pipeline import CropSpec, default_workers, train_batches
-from ..data.sampler import BatchSchedule, stream_seed
+from ..data.sampler import stream_seed
+from ..data.shard_order import ShardSchedule, training_schedule
 from ..utils.io import atomic_write
 from . import distributed as dd
 from .checkpoint import latest_checkpoint, load_checkpoint, remove_partial
@@ -153,8 +155,11 @@ def _setup(cfg: Config, run_dir: Path, d: dd.Dist) -> tuple[TrainState, Data]:
 def _batches(st: TrainState, data: Data):
     """The training images' provider, from the current step on (a resumed run reads no skipped sample)."""
     c, d, plan = st.cfg, st.d, st.plan
-    schedule = BatchSchedule(len(data.train), c.train.seed, plan.steps_per_epoch, plan.total_steps, c.data.batch_size,
-                             plan.micro, c.data.accum_steps, d.world, d.rank)
+    schedule = training_schedule(c.data.shard_order, data.train, c.train.seed, plan.steps_per_epoch, plan.total_steps,
+                                 c.data.batch_size, plan.micro, c.data.accum_steps, d.world, d.rank, _workers(c, d),
+                                 c.data.shuffle_buffer)
+    if isinstance(schedule, ShardSchedule):
+        data.notes.append(schedule.describe())
     spec = CropSpec(st.train_tf.img_size, c.data.crop_scale, c.data.crop_ratio, c.data.flip)
     return train_batches(data.train, schedule, st.step, spec, c.train.seed, c.data.on_error, _workers(c, d), d.device)
 

@@ -3,6 +3,8 @@
     arrays.py   in memory: IDX (MNIST, Fashion-MNIST), CIFAR binary, arrays / .npz, digits, mnist5k
     folder.py   image folders: lazy (FolderSource) or decoded into memory
     images.py   reading one image file with Pillow
+    shards.py   WebDataset tar shards (ShardSource: random access through a cached per-sample index)
+    hf.py       Hugging Face ``datasets`` tables saved to disk, parquet/arrow directories (HFSource)
 
 Every source is a vitlab.data.base.Source: length, labels, classes, skipped files, and either
 ``images`` (in memory) or ``read_bytes(i)`` (encoded, decoded per sample by vitlab.data.pipeline).
@@ -17,19 +19,20 @@ import numpy as np
 
 from ...errors import NoTestSplitError
 from ...utils.size import SizeLike, to_2tuple
-from ..base import Source
+from ..base import SPLIT_DIRS, Source
 from .arrays import (DEBIAN_FASHION_MNIST, DIGIT_CLASSES, FASHION_MNIST_CLASSES, NAMED_DATASETS, ImageDataset,
                      _cifar_layout, _check_split, _find_idx, _has_files, _SUBDIRS, load_arrays, load_cifar_binary,
                      load_digits, load_idx, load_mnist5k, load_npz, read_idx, search_dirs)
 from .folder import FolderSource, decide_in_memory, load_image_folder, open_folder_lazy, report_or_raise
+from .hf import HFSource, canonical_hf_spec, has_hf_test_split, is_hf_spec, open_hf
 from .images import (ImageTooLargeError, decode_image, find_images, image_extensions, image_to_array, load_image,
                      unusable_reason)
+from .shards import ShardSource, is_shard_spec, open_shards, shard_split
 
 PathLike = str | os.PathLike
-SPLIT_DIRS = {"train": ("train",), "test": ("test", "val", "valid", "validation")}  # recognised split folder names
 
 __all__ = ["DEBIAN_FASHION_MNIST", "DIGIT_CLASSES", "FASHION_MNIST_CLASSES", "NAMED_DATASETS", "FolderSource",
-           "ImageDataset", "ImageTooLargeError", "Source", "decode_image", "describe_dataset", "find_images",
+           "HFSource", "ImageDataset", "ShardSource", "canonical_spec", "ImageTooLargeError", "Source", "decode_image", "describe_dataset", "find_images",
            "has_test_split", "image_extensions", "image_to_array", "load_arrays", "load_cifar_binary", "load_digits",
            "load_idx", "load_image", "load_image_folder", "load_mnist5k", "load_npz", "open_dataset", "open_dataset_path", "open_folder",
            "read_idx", "search_dirs", "unusable_reason"]
@@ -45,14 +48,16 @@ def open_dataset(
     in_memory: bool | str = "auto",
 ) -> Source:
     """One entry point for every source: a name (fashion_mnist, mnist, mnist5k, cifar10, cifar100, digits)
-    or a path (folder of class folders, .npz, a folder with IDX or CIFAR .bin files).
+    or a path (folder of class folders, .npz, a folder with IDX or CIFAR .bin files, WebDataset tar shards
+    (vitlab.data.sources.shards), a Hugging Face table (vitlab.data.sources.hf)).
 
     A folder with train/ and test/ (or val/, valid/, validation/) subfolders of class folders is read at
     `split`. A source without a test part (a flat class folder, an .npz without x_test/y_test, a folder
     with only train/) is all "train"; asking it for "test" raises NoTestSplitError instead of handing back
     the training images (see has_test_split and vitlab.data.splits for the held-out split training makes).
     `size`, `on_error`, `cache` and `in_memory` apply to image folders: read lazily (FolderSource) or
-    decoded into memory (load_image_folder), as vitlab.data.sources.folder.decide_in_memory says.
+    decoded into memory (load_image_folder), as vitlab.data.sources.folder.decide_in_memory says. Shards
+    and tables are always read lazily; `cache` says where a shard set's index is kept.
     """
     _check_split(split)
     key = spec.lower().replace("-", "_")
@@ -70,13 +75,17 @@ def open_dataset(
             f"{spec} ({split}) not found; looked in:\n  " + "\n  ".join(map(str, looked or ["(nowhere)"]))
             + f"\npass --data-dir / data_dir=DIR or set VITLAB_DATA to a folder holding the files{hint}"
         )
-    path = _existing_path(spec)
     if not has_test_split(spec, data_dir) and split == "test":
         raise NoTestSplitError(
-            f"{spec} has no test split (no x_test/y_test arrays, no test/ val/ valid/ validation/ subfolder); "
+            f"{spec} has no test split (no x_test/y_test arrays, no test/ val/ valid/ validation/ subfolder or split); "
             "`vitlab train` holds out data.test_fraction of it and saves the list in RUN/split.json, so evaluate "
             "the run directory (`vitlab eval RUN`), or pass --split train"
         )
+    if is_shard_spec(spec):
+        return open_shards(spec, split, on_error, cache)
+    if is_hf_spec(spec):
+        return open_hf(spec, split, on_error)
+    path = _existing_path(spec)
     if path.is_file():
         return load_npz(path, split)
     if _find_idx(path, split, "images") is not None:
@@ -88,8 +97,8 @@ def open_dataset(
 
 def open_dataset_path(spec: str, split: str, data_dir: PathLike | None = None) -> Path | None:
     """The image folder `spec` reads at `split` (its train/ or test/ part, or itself), or None when `spec`
-    is not an image folder (a named set, an .npz, IDX or CIFAR files)."""
-    if spec.lower().replace("-", "_") in NAMED_DATASETS:
+    is not an image folder (a named set, an .npz, IDX or CIFAR files, shards, a Hugging Face table)."""
+    if spec.lower().replace("-", "_") in NAMED_DATASETS or is_shard_spec(spec) or is_hf_spec(spec):
         return None
     path = _existing_path(spec)
     if path.is_file() or _find_idx(path, "train", "images") is not None or _cifar_layout(path) is not None:
@@ -133,6 +142,10 @@ def has_test_split(spec: str, data_dir: PathLike | None = None) -> bool:
     key = spec.lower().replace("-", "_")
     if key in NAMED_DATASETS:
         return True
+    if is_shard_spec(spec):
+        return shard_split(spec, "test") is not None
+    if is_hf_spec(spec):
+        return has_hf_test_split(spec)
     path = _existing_path(spec)
     if path.is_file():
         try:
@@ -147,6 +160,16 @@ def has_test_split(spec: str, data_dir: PathLike | None = None) -> bool:
         d, kind = found
         return (d / ("test_batch.bin" if kind == "cifar10" else "test.bin")).is_file()
     return _split_folder(path, "test") is not None
+
+
+def canonical_spec(spec: str) -> str:
+    """`spec` as a run records it (RUN/split.json, so `vitlab eval RUN` finds it from any directory): names
+    as given, paths and shard patterns absolute, Hugging Face specs with an absolute directory."""
+    if spec.lower().replace("-", "_") in NAMED_DATASETS:
+        return spec
+    if spec.startswith("hf:"):
+        return canonical_hf_spec(spec)
+    return str(Path(spec).expanduser().resolve())
 
 
 def describe_dataset(ds: Source, name: str = "dataset") -> str:

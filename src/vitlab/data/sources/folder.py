@@ -29,11 +29,10 @@ from ...utils.io import atomic_write
 from ...utils.size import SizeLike, to_2tuple
 from ..base import Source, Strings, as_index
 from .arrays import ImageDataset
-from .images import image_extensions, image_to_array, load_image, unusable_reason
+from .images import guess_channels, image_extensions, image_to_array, load_image, unusable_reason
 
 PathLike = str | os.PathLike
 IN_MEMORY_SHARE = 0.10  # data.in_memory=auto: decoded images may take this share of the machine's memory
-_GRAY_MODES = ("1", "L", "LA", "La", "I", "F", "I;16", "I;16B", "I;16L", "I;16N")
 
 
 def _scan_folder(root: Path) -> tuple[list[str], list[tuple[Path, int]], list[tuple[str, str]]]:
@@ -259,19 +258,6 @@ def _index_path(cache: Path) -> Path:
     return cache.with_name(cache.stem + ".index.npz")
 
 
-def _guess_channels(root: Path, paths: Strings, samples: int = 64) -> int:
-    """1 when the headers of up to `samples` files spread over the folder are all grayscale, else 3."""
-    picks = np.unique(np.linspace(0, len(paths) - 1, num=min(samples, len(paths))).round().astype(np.int64))
-    for i in picks:
-        try:
-            with Image.open(root / paths[int(i)]) as im:
-                if im.mode not in _GRAY_MODES:
-                    return 3
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-            continue  # an unreadable file is reported when it is read
-    return 1
-
-
 def open_folder_lazy(root: PathLike, on_error: Literal["skip", "raise"] = "skip", channels: int | None = None,
                      cache: PathLike | Literal["auto"] | None = None, report: bool = True) -> FolderSource:
     """The folder's index (file list, labels, classes, unusable files), from `cache` when the folder's
@@ -289,7 +275,8 @@ def open_folder_lazy(root: PathLike, on_error: Literal["skip", "raise"] = "skip"
             raise ValueError(f"no readable images under {root}" + ("\n" + _report_skipped(root, skipped) if skipped else ""))
         paths = Strings([p.relative_to(root).as_posix() for p, _ in files])
         labels = torch.tensor([label for _, label in files], dtype=torch.int64)
-        src = FolderSource(root, paths, labels, classes, skipped, channels or _guess_channels(root, paths))
+        found = channels or guess_channels(lambda i: root / paths[i], len(paths))
+        src = FolderSource(root, paths, labels, classes, skipped, found)
         if index is not None:
             arrays = dict(data=paths.data, offsets=paths.offsets, labels=labels.numpy(), classes=np.array(classes),
                           skipped=np.array(skipped, dtype=str).reshape(-1, 2), key=np.array(key),

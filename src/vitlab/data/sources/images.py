@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import BinaryIO, Sequence
+from typing import BinaryIO, Callable, Sequence
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 PathLike = str | os.PathLike
+_GRAY_MODES = ("1", "L", "LA", "La", "I", "F", "I;16", "I;16B", "I;16L", "I;16N")
 
 
 class ImageTooLargeError(ValueError):
@@ -94,6 +95,22 @@ def decode_image(fp: BinaryIO, name: str, max_pixels: int | None = None) -> Imag
 def image_to_array(img: Image.Image, channels: int | None = None) -> np.ndarray:
     """Any PIL mode -> uint8 array (H, W) for grayscale or (H, W, 3) for colour (see to_l_or_rgb)."""
     return np.asarray(to_l_or_rgb(img, channels), dtype=np.uint8)
+
+
+def guess_channels(open_sample: Callable[[int], PathLike | BinaryIO], n: int, samples: int = 64) -> int:
+    """1 when the headers of up to `samples` of the `n` images, spread over the set, are all grayscale, else 3.
+
+    `open_sample(i)` gives a path or a binary file for sample i; only headers are read, and unreadable
+    samples are passed over (they are reported when the pipeline reads them)."""
+    picks = np.unique(np.linspace(0, n - 1, num=min(samples, n)).round().astype(np.int64)) if n else []
+    for i in picks:
+        try:
+            with Image.open(open_sample(int(i))) as im:
+                if im.mode not in _GRAY_MODES:
+                    return 3
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+            continue
+    return 1
 
 
 def to_l_or_rgb(img: Image.Image, channels: int | None = None) -> Image.Image:
