@@ -185,7 +185,8 @@ class TrainReader(Dataset):
                                  f"{mb.step}; is the data set's storage readable? Last error: {skipped[-1][1]}")
             arrays.append(out)
             labels.append(int(self.source.labels[row]))
-        return _to_batch(arrays, self.channels, spec.size), torch.tensor(labels, dtype=torch.int64), mb.step, mb.k, skipped
+        images = _to_batch(arrays, self.channels, spec.size)
+        return images, torch.tensor(labels, dtype=torch.int64), mb.step, mb.k, skipped
 
     def _open(self, row: int, skipped: Skipped) -> tuple[Image.Image, bool] | None:
         try:

@@ -188,7 +188,8 @@ def _run_probe(arm: Arm, run_dir: Path, device: str, progress: bool) -> None:
         report = fewshot_checkpoint(p["model"], p["data"], shots=tuple(p["shots"]), seeds=tuple(p["draws"]),
                                     device=dev, progress=progress)
     else:
-        train, test = open_dataset(p["data"], "train"), open_dataset(p["data"], "test")
+        # the pixel floor needs every image as an array: the probe's data sets are small (named, or derived .npz)
+        train, test = (open_dataset(p["data"], split, in_memory=True) for split in ("train", "test"))
 
         def pixels(ds):
             return ds.images.flatten(1).double().numpy() / 255.0

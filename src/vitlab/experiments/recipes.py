@@ -123,7 +123,7 @@ def class_split(spec: str, classes: list[int], out: Path, per_class: int | None 
     arrays: dict[str, np.ndarray] = {}
     names: list[str] = []
     for split in ("train", "test"):
-        ds = open_dataset(spec, split)
+        ds = open_dataset(spec, split, in_memory=True)  # the derived .npz holds the pixels
         y = ds.labels.numpy()
         keep = []
         rng = np.random.default_rng(seed)
