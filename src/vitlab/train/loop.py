@@ -28,6 +28,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import distributed as dd
+from ..utils.io import atomic_write
+from ..weights.runs import CONFIG_FILE, MODEL_DIR
 from .checkpoint import latest_checkpoint, load_checkpoint, remove_partial
 from .config import Config, config_from_dict
 from .objectives import EvalSetup, make_objective
@@ -83,7 +85,7 @@ def _run(cfg: Config, run_dir: Path, d: dd.Dist, resume: str | Path | bool | Non
     resumed = _resume(st, run_dir, resume)
     log = RunLogger(run_dir, st.step, enabled=d.main, tensorboard=True)
     if d.main:
-        (run_dir / "config.yaml").write_text(cfg.to_yaml())
+        atomic_write(run_dir / CONFIG_FILE, lambda tmp: tmp.write_text(cfg.to_yaml()))
         for note in data.notes:
             log.info(note)
         log.info(_banner(st, data, resumed))
@@ -233,7 +235,7 @@ def _finish(st: TrainState, data: Data, log: RunLogger, last_eval: tuple[int, di
     s = last_eval[1] if done else _evaluate(st, data.test)
     if not st.d.main:
         return None
-    save_pretrained(st.eval_model, st.run_dir / "model")
+    save_pretrained(st.eval_model, st.run_dir / MODEL_DIR)
     run = {"steps": st.step, "epochs": st.plan.epoch(st.step), "train_time_s": st.train_time,
            "wall_time_s_this_process": wall, "processes": st.d.world, "device": str(st.d.device),
            "ema": st.ema is not None}
