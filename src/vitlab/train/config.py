@@ -121,6 +121,7 @@ class TrainSection:
     keep_last: int = 2  # periodic/epoch checkpoints kept (best.pt is kept separately)
     log_every_steps: int = 20
     grad_checkpointing: bool = False
+    strategy: str = "auto"  # under torchrun: ddp (whole model per process), fsdp (sharded; any process count), auto (train/strategy.py)
 
 
 @dataclass
@@ -149,6 +150,9 @@ class Config:
         _choice("schedule.decay", s.decay, ("cosine", "linear", "constant"))
         _choice("train.precision", r.precision, ("auto", "fp32", "bf16"))
         _choice("train.objective", r.objective, ("classify", "masked_patch"))
+        _choice("train.strategy", r.strategy, ("auto", "ddp", "fsdp"))
+        if r.strategy == "fsdp" and (refused := fsdp_refusals(self)):
+            raise ValueError(f"train.strategy=fsdp cannot run this recipe: {'; '.join(refused)}")
         if r.compile not in (True, False, "auto"):
             raise ValueError(f"train.compile={r.compile!r} is not one of true, false, auto")
         _choice("data.on_error", d.on_error, ("skip", "raise"))
@@ -181,6 +185,18 @@ class Config:
         if self.model.name is None and self.model.weights is None:
             raise ValueError("set model.name (a registered model) or model.weights (a checkpoint to start from)")
         check_model_options(self.model)
+
+
+def fsdp_refusals(cfg: Config) -> list[str]:
+    """What in ``cfg`` train.strategy=fsdp cannot do, each named with what to do instead (empty: all fine)."""
+    out = []
+    if cfg.train.objective == "masked_patch":
+        out.append("train.objective=masked_patch (its evaluation runs the pretext head outside the sharded "
+                   "forward); pretrain with train.strategy=ddp")
+    if any(st.img_size is not None for st in cfg.schedule.stages or ()):
+        out.append("schedule.stages with img_size (resampling sharded position embeddings mid-run); use "
+                   "train.strategy=ddp, or stages that change only the lr")
+    return out
 
 
 def _plain(v: Any) -> Any:

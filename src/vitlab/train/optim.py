@@ -42,11 +42,12 @@ def param_groups(model: nn.Module, weight_decay: float, layer_decay: float | Non
     return list(groups.values())
 
 
-def build_optimizer(model: nn.Module, cfg: OptimSection) -> torch.optim.Optimizer:
-    """AdamW / Adam / SGD over ``param_groups``, with the fused (or foreach) kernels where available."""
+def build_optimizer(model: nn.Module, cfg: OptimSection, fused: bool = True) -> torch.optim.Optimizer:
+    """AdamW / Adam / SGD over ``param_groups``, with the fused kernels where available (and ``fused``),
+    else the foreach ones."""
     groups = param_groups(model, cfg.weight_decay, cfg.layer_decay)
     device = next(model.parameters()).device
-    fast = {"fused": True} if device.type in ("cuda", "cpu") else {"foreach": True}
+    fast = {"fused": True} if fused and device.type in ("cuda", "cpu") else {"foreach": True}
     if cfg.name == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, **fast)
     # The paper's "Adam with decoupled weight decay" is AdamW; plain Adam adds weight decay as L2 to the gradient.
