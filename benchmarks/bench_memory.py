@@ -5,18 +5,23 @@ the model (default ViT-B/16 at 224 px), wraps it with vitlab's ``Strategy`` exac
 runs a few AdamW steps on random images (small batch: activations are not the point). Each process then
 reports the bytes of the tensors it holds: parameters, gradients and optimizer state (under fsdp its
 shards). Meanwhile the parent polls /proc for the resident memory of the whole launched process tree
-(torchrun and its workers) and keeps the peak. Linux only (/proc). Run from the repository root:
+(torchrun and its workers) and keeps the peak; each worker also reports its own resident memory after
+the steps (after glibc's ``malloc_trim``, so that freed but cached heap does not count). Linux only (/proc,
+glibc). Run from the repository root:
 
     PYTHONPATH=$PWD/src python3 benchmarks/bench_memory.py               # ViT-B/16, 3 steps, batch 2/process
     PYTHONPATH=$PWD/src python3 benchmarks/bench_memory.py --model vit_s16 --steps 2
 
 Expected: ddp holds 16 bytes a parameter in every process (4 weights + 4 gradients + 8 AdamW moments);
 fsdp 16 / processes. RSS adds the interpreter and torch (~0.3-0.5 GB a process), activations, DDP's
-gradient buckets and FSDP's all-gathered block.
+gradient buckets, FSDP's all-gathered block and the foreach optimizer's temporaries (fsdp on a CPU uses
+the foreach kernels, see train/strategy.py). The peak also counts the whole fp32 model every process
+builds before sharding it.
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import subprocess
@@ -109,11 +114,12 @@ def worker(args: argparse.Namespace) -> None:
         return t.numel() * t.element_size()
 
     params = list(model.parameters())
+    ctypes.CDLL("libc.so.6").malloc_trim(0)  # freed heap that glibc keeps cached is not memory in use
     report = {"rank": d.rank, "params": sum(nbytes(p) for p in params),
               "grads": sum(nbytes(p.grad) for p in params if p.grad is not None),
               "optimizer": sum(nbytes(v) for s in opt.state.values() for v in s.values() if torch.is_tensor(v)),
               "n_params": sum(p.numel() for p in params),  # a DTensor's numel is the whole tensor's
-              "s_per_step": dt, "kind": strategy.kind}
+              "s_per_step": dt, "kind": strategy.kind, "rss_end": _rss(os.getpid())}
     print(json.dumps(report), flush=True)
     dd.teardown(d, agreed=True)
 
@@ -135,15 +141,16 @@ def main() -> int:
     print(f"{args.model} at {args.img_size} px, AdamW fp32, {args.steps} steps x batch {args.batch} per process, "
           f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}")
     print("| strategy | processes | params MB | grads MB | AdamW state MB | sum MB / process | bytes / param "
-          "| peak RSS, process tree MB | s / step |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| RSS after the steps, MB / process | peak RSS, process tree MB | s / step |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for strategy in args.strategies:
         for procs in args.procs:
             reports, peak = measure(strategy, procs, args)
             r = max(reports, key=lambda r: r["params"] + r["grads"] + r["optimizer"])  # the fullest process
             total = r["params"] + r["grads"] + r["optimizer"]
             print(f"| {strategy} | {procs} | {r['params'] / MB:.1f} | {r['grads'] / MB:.1f} | "
-                  f"{r['optimizer'] / MB:.1f} | {total / MB:.1f} | {total / r['n_params']:.2f} | {peak / MB:.0f} "
+                  f"{r['optimizer'] / MB:.1f} | {total / MB:.1f} | {total / r['n_params']:.2f} | "
+                  f"{max(x['rss_end'] for x in reports) / MB:.0f} | {peak / MB:.0f} "
                   f"| {max(x['s_per_step'] for x in reports):.2f} |", flush=True)
     return 0
 

@@ -85,7 +85,9 @@ class Strategy:
             return
         from torch.distributed.fsdp import fully_shard
 
-        self._templates[id(module)] = copy.deepcopy(module).to("meta")
+        on_meta = {id(t): nn.Parameter(t.to("meta"), t.requires_grad) if isinstance(t, nn.Parameter) else t.to("meta")
+                   for t in [*module.parameters(), *module.buffers()]}
+        self._templates[id(module)] = copy.deepcopy(module, on_meta)  # the layout without a copy of the weights
         for m in module.modules():
             if isinstance(getattr(m, "blocks", None), nn.ModuleList):
                 for blk in m.blocks:
