@@ -11,6 +11,7 @@ glibc). Run from the repository root:
 
     PYTHONPATH=$PWD/src python3 benchmarks/bench_memory.py               # ViT-B/16, 3 steps, batch 2/process
     PYTHONPATH=$PWD/src python3 benchmarks/bench_memory.py --model vit_s16 --steps 2
+    PYTHONPATH=$PWD/src python3 benchmarks/bench_memory.py --table   # the computed per-GPU table (README)
 
 Expected: ddp holds 16 bytes a parameter in every process (4 weights + 4 gradients + 8 AdamW moments);
 fsdp 16 / processes. RSS adds the interpreter and torch (~0.3-0.5 GB a process), activations, DDP's
@@ -124,6 +125,39 @@ def worker(args: argparse.Namespace) -> None:
     dd.teardown(d, agreed=True)
 
 
+def per_gpu_table(micro: int = 32, gpus: tuple[int, ...] = (8, 64, 512)) -> str:
+    """The README's computed per-GPU memory of ViT-B/L/H and g/G at 224 px, 1000 classes (markdown).
+
+    Training state, fp32 AdamW: 4 bytes a parameter each for weights and gradients, 8 for AdamW's two
+    moments; DDP holds all 16P on every GPU, FSDP 16P / N. Activations of a ``micro``-image batch per GPU
+    in bf16 with a fused (flash) attention kernel, after Korthikanti et al. 2022 ("Reducing Activation
+    Recomputation", 34 s b h bytes a layer at MLP width 4h), generalised to MLP width m: (18 h + 4 m) s b
+    bytes a block; with activation checkpointing each block keeps only its input (2 s b h) and one block's
+    activations are live while it is recomputed.
+    """
+    import torch
+
+    from vitlab.models.registry import get_config
+    from vitlab.models.vit import VisionTransformer
+
+    def size(b: float) -> str:
+        return f"{b / 1024**3:.1f} GiB" if b >= 1024**3 else f"{b / 1024**2:.0f} MiB"
+
+    head = ["model", "params", "DDP state / GPU"] + [f"FSDP state / GPU, {n} GPUs" for n in gpus] + [
+        f"activations / GPU, {micro} img, no ckpt", "with activation ckpt"]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name in ("vit_b16", "vit_l16", "vit_h14", "vit_g14", "vit_G14"):
+        cfg = get_config(name)
+        with torch.device("meta"):
+            n = sum(p.numel() for p in VisionTransformer(cfg).parameters())
+        s = (cfg.img_size[0] // cfg.patch_size) * (cfg.img_size[1] // cfg.patch_size) + 1
+        h, m, depth = cfg.embed_dim, cfg.mlp_dim, cfg.depth
+        block = (18 * h + 4 * m) * s * micro
+        rows.append(f"| {name} | {n / 1e6:.0f}M | {size(16 * n)} | " + " | ".join(size(16 * n / g) for g in gpus)
+                    + f" | {size(depth * block)} | {size(depth * 2 * s * micro * h + block)} |")
+    return "\n".join(rows)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="vit_b16")
@@ -132,11 +166,15 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--procs", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--strategies", nargs="+", default=["ddp", "fsdp"], choices=["ddp", "fsdp"])
+    ap.add_argument("--table", action="store_true", help="print the computed per-GPU table of ViT-B/L/H/g/G and exit")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--strategy", default="ddp", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         worker(args)
+        return 0
+    if args.table:
+        print(per_gpu_table())
         return 0
     print(f"{args.model} at {args.img_size} px, AdamW fp32, {args.steps} steps x batch {args.batch} per process, "
           f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}")
