@@ -136,5 +136,22 @@ def test_what_fsdp_cannot_run_is_refused_by_name():
 
 def test_checkpoints_of_another_strategy_are_refused(two, tmp_path, tiny_random):
     other = _resume_from(two, 6, tmp_path / "ddp")
-    with pytest.raises(ValueError, match="saved under train.strategy=fsdp and cannot resume under none"):
+    with pytest.raises(ValueError, match=r"saved under train.strategy=fsdp and cannot resume under train.strategy=auto"):
         train(load_config(None, tiny_random + STEPS[:-1]), other, progress=False)
+
+
+def test_auto_strategy_rule(monkeypatch):
+    """auto: ddp, unless several CUDA processes train a model whose fp32 training state (16 bytes a parameter)
+    exceeds half of one GPU; one process is the plain model."""
+    from types import SimpleNamespace
+
+    from vitlab.train.distributed import Dist
+    from vitlab.train.strategy import resolve
+
+    cpu2, gpu1, gpu2 = Dist(world=2), Dist(device=torch.device("cuda")), Dist(world=2, device=torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda dev: SimpleNamespace(total_memory=80 * 2**30))
+    assert resolve("auto", Dist(), 10**10) == "none" and resolve("auto", cpu2, 10**10) == "ddp"
+    # on 80 GiB GPUs: ViT-G/14 (1.84e9 parameters, 27.5 GiB of state) still fits half a GPU; 3e9 (44.7 GiB) does not
+    assert resolve("auto", gpu2, 1_844_440_680) == "ddp" and resolve("auto", gpu2, 3 * 10**9) == "fsdp"
+    assert resolve("auto", gpu1, 3 * 10**9) == "none"  # one process: sharding would save nothing
+    assert resolve("fsdp", Dist(), 10) == "fsdp" and resolve("ddp", Dist(), 10) == "none"

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from ..data import EvalTransform, TrainTransform
-from .config import Config
 from ..weights.runs import is_sharded_checkpoint
+from .config import Config
 from .checkpoint import load_checkpoint, load_sharded, save_checkpoint, save_sharded
 from .distributed import Dist, barrier
 from .objectives import Objective
@@ -135,8 +135,9 @@ class TrainState:
         this run's sharded tensors (every process calls it)."""
         sharded = is_sharded_checkpoint(path)
         if sharded != self.strategy.sharded:
-            made, now = ("fsdp", self.strategy.kind) if sharded else ("ddp or one process", "fsdp")
-            raise ValueError(f"{path} was saved under train.strategy={made} and cannot resume under {now}: resume "
+            made = "fsdp" if sharded else "ddp (or one process)"
+            raise ValueError(f"{path} was saved under train.strategy={made} and cannot resume under "
+                             f"train.strategy={self.cfg.train.strategy} here ({self.strategy.kind}): resume "
                              f"with train.strategy={'fsdp' if sharded else 'ddp'}, or start a new run (--out "
                              f"elsewhere) from its weights: model.weights={path}")
         if sharded:

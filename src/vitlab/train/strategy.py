@@ -11,8 +11,8 @@
   machine with GPUs never tries CUDA for it. FSDP runs at any process count, one included: its step
   checkpoints are torch.distributed.checkpoint directories (train/checkpoint.py); evaluation and
   RUN/model use a gathered whole copy of the weights (``gathered``).
-- ``auto``: ddp, unless on CUDA the model's fp32 training state (16 bytes a parameter) would take more
-  than half of one GPU's memory; then fsdp, which divides it by the number of processes.
+- ``auto``: ddp, unless several CUDA processes train a model whose fp32 training state (16 bytes a
+  parameter) would take more than half of one GPU's memory; then fsdp, which divides it by their number.
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ STATE_BYTES_PER_PARAM = 16  # fp32 weight + gradient + AdamW's two moments
 
 def resolve(setting: str, d: Dist, n_params: int) -> str:
     """``none``, ``ddp`` or ``fsdp`` for ``train.strategy`` on these processes (see the module docstring)."""
-    if setting == "auto" and d.device.type == "cuda":
+    if setting == "auto" and d.device.type == "cuda" and d.world > 1:
         total = torch.cuda.get_device_properties(d.device).total_memory
         setting = "fsdp" if n_params * STATE_BYTES_PER_PARAM > total / 2 else "ddp"
     if setting == "fsdp":
@@ -60,9 +60,10 @@ class Strategy:
         if self.kind != "fsdp":
             return
         refused = fsdp_refusals(cfg)
-        if refused:  # train.strategy=auto chose fsdp for a recipe it cannot run
-            raise ValueError(f"train.strategy={cfg.train.strategy} chose fsdp (the model's training state does "
-                             f"not fit half a GPU), which cannot run this recipe: {'; '.join(refused)}")
+        if refused:  # train.strategy=auto chose fsdp (config validation refuses an explicit fsdp)
+            raise ValueError(f"train.strategy={cfg.train.strategy} chose fsdp here (the model's fp32 training state "
+                             f"exceeds half a GPU), which cannot run this recipe: {'; '.join(refused)}; or set "
+                             "train.strategy=ddp")
         if not dist.is_initialized():  # one process: a group of one, so that sharding and DCP work the same
             dist.init_process_group("nccl" if d.device.type == "cuda" else "gloo", store=dist.HashStore(),
                                     rank=0, world_size=1)
