@@ -193,9 +193,6 @@ def fsdp_refusals(cfg: Config) -> list[str]:
     if cfg.train.objective == "masked_patch":
         out.append("train.objective=masked_patch (its evaluation runs the pretext head outside the sharded "
                    "forward); pretrain with train.strategy=ddp")
-    if any(st.img_size is not None for st in cfg.schedule.stages or ()):
-        out.append("schedule.stages with img_size (resampling sharded position embeddings mid-run); use "
-                   "train.strategy=ddp, or stages that change only the lr")
     return out
 
 

@@ -12,6 +12,7 @@ from torch import nn
 
 from ..data import EvalTransform, TrainTransform
 from ..weights.runs import is_sharded_checkpoint
+from ..weights.sharded import read_meta
 from .config import Config
 from .checkpoint import load_checkpoint, load_sharded, save_checkpoint, save_sharded
 from .distributed import Dist, barrier
@@ -76,8 +77,6 @@ class TrainState:
         grid (the paper's 2-D interpolation) in the model and its EMA, and get a fresh optimizer state."""
         if tuple(self.model.cfg.img_size) == tuple(size):
             return
-        if self.strategy.sharded:  # config validation refuses stages with img_size under fsdp
-            raise ValueError("train.strategy=fsdp cannot resample the (sharded) position embeddings; use ddp")
         before = dict(self.trained.named_parameters())
         self.model.set_input_size(size)
         if self.ema is not None:
@@ -140,7 +139,8 @@ class TrainState:
                              f"train.strategy={self.cfg.train.strategy} here ({self.strategy.kind}): resume "
                              f"with train.strategy={'fsdp' if sharded else 'ddp'}, or start a new run (--out "
                              f"elsewhere) from its weights: model.weights={path}")
-        if sharded:
+        if sharded:  # into tensors of the checkpoint's shapes: at the image size of the stage it was taken in
+            self.resize(tuple(read_meta(path).get("img_size", self.plan.sizes[0][1])))
             return load_sharded(path, self.state_dict())
         return load_checkpoint(path, map_location=self.d.device)
 

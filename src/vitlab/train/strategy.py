@@ -6,8 +6,10 @@
 - ``fsdp``: FSDP2 ``fully_shard`` on every transformer block, then on the root. Each process keeps 1/world
   of the parameters, gradients and optimizer state (fp32 AdamW: 16 bytes a parameter / world); a block's
   weights are all-gathered just before its forward and backward and freed after, gradients are
-  reduce-scattered (averaged). On CUDA with bf16 a mixed-precision policy computes in bf16 over fp32 master
-  weights and reduces gradients in fp32. On CPU the mesh is given explicitly as a CPU mesh (gloo), so a
+  reduce-scattered (averaged). The position embeddings are left out of the sharding (``REPLICATED``: every
+  process keeps them whole, their gradients are all-reduced here), so that a stage can resample them to
+  another grid mid-run as under ddp. On CUDA with bf16 a mixed-precision policy computes in bf16 over fp32
+  master weights and reduces gradients in fp32. On CPU the mesh is given explicitly as a CPU mesh (gloo), so a
   machine with GPUs never tries CUDA for it. FSDP runs at any process count, one included: its step
   checkpoints are torch.distributed.checkpoint directories (train/checkpoint.py); evaluation and
   RUN/model use a gathered whole copy of the weights (``gathered``).
@@ -31,6 +33,7 @@ from .distributed import Dist
 
 STRATEGIES = ("auto", "ddp", "fsdp")
 STATE_BYTES_PER_PARAM = 16  # fp32 weight + gradient + AdamW's two moments
+REPLICATED = ("pos_embed", "pos_embed_row", "pos_embed_col")  # kept whole under fsdp: resampled at a stage
 
 
 def resolve(setting: str, d: Dist, n_params: int) -> str:
@@ -51,6 +54,8 @@ class Strategy:
         self.kind = resolve(cfg.train.strategy, d, n_params)
         self.compile, self.compile_reason = use_compile(cfg.train.compile, d.device)
         self._root: nn.Module | None = None  # the DDP or FSDP module that synchronises gradients
+        self._last = True  # whether the running micro-batch is the step's last (gradients are averaged then)
+        self._hooks: list = []  # the averaging hooks on the replicated parameters (fsdp)
         self._templates: dict[int, nn.Module] = {}  # id(sharded module) -> its unsharded layout on "meta"
         # The fused CPU optimizer kernel rounds the SIMD body and the scalar tail of a tensor differently, so
         # an element's update would depend on where the shard boundary puts it (1-ulp differences that Adam
@@ -89,11 +94,11 @@ class Strategy:
         on_meta = {id(t): nn.Parameter(t.to("meta"), t.requires_grad) if isinstance(t, nn.Parameter) else t.to("meta")
                    for t in [*module.parameters(), *module.buffers()]}
         self._templates[id(module)] = copy.deepcopy(module, on_meta)  # the layout without a copy of the weights
-        for m in module.modules():
+        for m in list(module.modules()):
             if isinstance(getattr(m, "blocks", None), nn.ModuleList):
                 for blk in m.blocks:
                     fully_shard(blk, mesh=self.mesh, mp_policy=self.mp)
-        fully_shard(module, mesh=self.mesh, mp_policy=self.mp)
+        fully_shard(module, mesh=self.mesh, mp_policy=self.mp, ignored_params=set(replicated(module)))
 
     def wrap(self, trained: nn.Module) -> nn.Module:
         """The module a step calls: ``trained`` (sharded already under fsdp), inside DDP under ddp, compiled
@@ -104,7 +109,18 @@ class Strategy:
 
             net = DDP(trained, device_ids=[self.d.device] if self.d.device.type == "cuda" else None)
         self._root = net if self.kind != "none" else None
+        if self.sharded:  # again after a stage resampled them: they are new parameters
+            for h in self._hooks:
+                h.remove()
+            self._hooks = [p.register_post_accumulate_grad_hook(self._average) for p in replicated(trained)]
         return torch.compile(net) if self.compile else net
+
+    def _average(self, p: nn.Parameter) -> None:
+        """The gradient of a replicated parameter, averaged over processes after the step's last micro-batch
+        (what DDP does; FSDP leaves these to us)."""
+        if self._last and self.d.world > 1:
+            dist.all_reduce(p.grad)
+            p.grad.div_(self.d.world)
 
     def stop_compiling(self, reason: str) -> None:
         self.compile, self.compile_reason = False, reason
@@ -112,6 +128,7 @@ class Strategy:
     def sync(self, last: bool) -> contextlib.AbstractContextManager:
         """Around one micro-batch's forward and backward: gradients are averaged over processes after the
         step's last micro-batch only (accumulated locally before)."""
+        self._last = last
         if self.kind == "ddp" and not last:
             return self._root.no_sync()
         if self.kind == "fsdp":
@@ -128,21 +145,33 @@ class Strategy:
 
         full = get_model_state_dict(module, options=StateDictOptions(full_state_dict=True))
         replica = copy.deepcopy(self._templates[id(module)]).to_empty(device=self.d.device)
+        if hasattr(replica, "set_input_size") and replica.cfg.img_size != module.cfg.img_size:
+            replica.set_input_size(module.cfg.img_size)  # a stage's size: position embeddings of its grid
         replica.load_state_dict(full)
         return replica.eval().requires_grad_(False)
 
 
+def replicated(module: nn.Module) -> list[nn.Parameter]:
+    """The parameters fsdp keeps whole on every process (``REPLICATED``, at any depth of ``module``)."""
+    return [p for name, p in module.named_parameters() if name.rpartition(".")[2] in REPLICATED]
+
+
 def clip_grad_norm(params: Iterable[nn.Parameter], max_norm: float) -> Tensor:
     """Scale the gradients to global L2 norm <= ``max_norm``; returns the norm before clipping. Under fsdp
-    the gradients are shards (DTensors): the norm is over all processes' shards (the norm one process
-    with the whole model computes), not over this process's shard."""
+    most gradients are shards (DTensors): their norm is over all processes' shards (the norm one process
+    with the whole model computes), not over this process's shard; the replicated ones join it whole."""
     from torch.distributed.tensor import DTensor
 
     params = list(params)
-    total = torch.nn.utils.get_total_norm([p.grad for p in params], foreach=True)
-    if isinstance(total, DTensor):
-        total = total.full_tensor()
-    torch.nn.utils.clip_grads_with_norm_(params, max_norm, total, foreach=True)
+    groups = [g for g in ([p for p in params if isinstance(p.grad, DTensor)],
+                          [p for p in params if not isinstance(p.grad, DTensor)]) if g]  # foreach: one kind each
+    norms = []
+    for g in groups:
+        n = torch.nn.utils.get_total_norm([p.grad for p in g], foreach=True)
+        norms.append(n.full_tensor() if isinstance(n, DTensor) else n)
+    total = norms[0] if len(norms) == 1 else torch.linalg.vector_norm(torch.stack(norms))
+    for g in groups:
+        torch.nn.utils.clip_grads_with_norm_(g, max_norm, total, foreach=True)
     return total
 
 
