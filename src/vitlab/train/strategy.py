@@ -9,8 +9,8 @@
   reduce-scattered (averaged). The position embeddings are left out of the sharding (``REPLICATED``: every
   process keeps them whole, their gradients are all-reduced here), so that a stage can resample them to
   another grid mid-run as under ddp. On CUDA with bf16 a mixed-precision policy computes in bf16 over fp32
-  master weights and reduces gradients in fp32. On CPU the mesh is given explicitly as a CPU mesh (gloo), so a
-  machine with GPUs never tries CUDA for it. FSDP runs at any process count, one included: its step
+  master weights and reduces gradients in fp32. On CPU the mesh is given explicitly as a CPU mesh (gloo),
+  so a machine with GPUs never tries CUDA for it. FSDP runs at any process count, one included: its step
   checkpoints are torch.distributed.checkpoint directories (train/checkpoint.py); evaluation and
   RUN/model use a gathered whole copy of the weights (``gathered``).
 - ``auto``: ddp, unless several CUDA processes train a model whose fp32 training state (16 bytes a
@@ -31,7 +31,6 @@ from torch import Tensor, nn
 from .config import Config, fsdp_refusals
 from .distributed import Dist
 
-STRATEGIES = ("auto", "ddp", "fsdp")
 STATE_BYTES_PER_PARAM = 16  # fp32 weight + gradient + AdamW's two moments
 REPLICATED = ("pos_embed", "pos_embed_row", "pos_embed_col")  # kept whole under fsdp: resampled at a stage
 
@@ -169,6 +168,8 @@ def clip_grad_norm(params: Iterable[nn.Parameter], max_norm: float) -> Tensor:
     for g in groups:
         n = torch.nn.utils.get_total_norm([p.grad for p in g], foreach=True)
         norms.append(n.full_tensor() if isinstance(n, DTensor) else n)
+    if not norms:
+        return torch.zeros(())
     total = norms[0] if len(norms) == 1 else torch.linalg.vector_norm(torch.stack(norms))
     for g in groups:
         torch.nn.utils.clip_grads_with_norm_(g, max_norm, total, foreach=True)
