@@ -151,8 +151,6 @@ class Config:
         _choice("train.precision", r.precision, ("auto", "fp32", "bf16"))
         _choice("train.objective", r.objective, ("classify", "masked_patch"))
         _choice("train.strategy", r.strategy, ("auto", "ddp", "fsdp"))
-        if r.strategy == "fsdp" and (refused := fsdp_refusals(self)):
-            raise ValueError(f"train.strategy=fsdp cannot run this recipe: {'; '.join(refused)}")
         if r.compile not in (True, False, "auto"):
             raise ValueError(f"train.compile={r.compile!r} is not one of true, false, auto")
         _choice("data.on_error", d.on_error, ("skip", "raise"))
@@ -185,15 +183,6 @@ class Config:
         if self.model.name is None and self.model.weights is None:
             raise ValueError("set model.name (a registered model) or model.weights (a checkpoint to start from)")
         check_model_options(self.model)
-
-
-def fsdp_refusals(cfg: Config) -> list[str]:
-    """What in ``cfg`` train.strategy=fsdp cannot do, each named with what to do instead (empty: all fine)."""
-    out = []
-    if cfg.train.objective == "masked_patch":
-        out.append("train.objective=masked_patch (its evaluation runs the pretext head outside the sharded "
-                   "forward); pretrain with train.strategy=ddp")
-    return out
 
 
 def _plain(v: Any) -> Any:

@@ -8,7 +8,10 @@
   weights are all-gathered just before its forward and backward and freed after, gradients are
   reduce-scattered (averaged). The position embeddings are left out of the sharding (``REPLICATED``: every
   process keeps them whole, their gradients are all-reduced here), so that a stage can resample them to
-  another grid mid-run as under ddp. On CUDA with bf16 a mixed-precision policy computes in bf16 over fp32
+  another grid mid-run as under ddp. Under ``train.objective=masked_patch`` every parameter outside the
+  blocks stays whole (the [mask] embedding and colour head with the encoder's own): its evaluation calls
+  the pretext module on each process's share of the images, however many, which must then need no
+  collective. On CUDA with bf16 a mixed-precision policy computes in bf16 over fp32
   master weights and reduces gradients in fp32. On CPU the mesh is given explicitly as a CPU mesh (gloo),
   so a machine with GPUs never tries CUDA for it. FSDP runs at any process count, one included: its step
   checkpoints are torch.distributed.checkpoint directories (train/checkpoint.py); evaluation and
@@ -28,7 +31,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .config import Config, fsdp_refusals
+from .config import Config
 from .distributed import Dist
 
 STATE_BYTES_PER_PARAM = 16  # fp32 weight + gradient + AdamW's two moments
@@ -55,7 +58,8 @@ class Strategy:
         self._root: nn.Module | None = None  # the DDP or FSDP module that synchronises gradients
         self._last = True  # whether the running micro-batch is the step's last (gradients are averaged then)
         self._hooks: list = []  # the averaging hooks on the replicated parameters (fsdp)
-        self._templates: dict[int, nn.Module] = {}  # id(sharded module) -> its unsharded layout on "meta"
+        self._templates: dict[int, nn.Module] = {}  # id(a sharded module or a submodule) -> its layout on "meta"
+        self.whole_root = cfg.train.objective == "masked_patch"  # replicate every parameter outside the blocks
         # The fused CPU optimizer kernel rounds the SIMD body and the scalar tail of a tensor differently, so
         # an element's update would depend on where the shard boundary puts it (1-ulp differences that Adam
         # amplifies in near-zero gradients such as the key biases'). The foreach kernels round every element
@@ -63,11 +67,6 @@ class Strategy:
         self.fused_optimizer = not (self.kind == "fsdp" and d.device.type == "cpu")
         if self.kind != "fsdp":
             return
-        refused = fsdp_refusals(cfg)
-        if refused:  # train.strategy=auto chose fsdp (config validation refuses an explicit fsdp)
-            raise ValueError(f"train.strategy={cfg.train.strategy} chose fsdp here (the model's fp32 training state "
-                             f"exceeds half a GPU), which cannot run this recipe: {'; '.join(refused)}; or set "
-                             "train.strategy=ddp")
         if not dist.is_initialized():  # one process: a group of one, so that sharding and DCP work the same
             dist.init_process_group("nccl" if d.device.type == "cuda" else "gloo", store=dist.HashStore(),
                                     rank=0, world_size=1)
@@ -92,12 +91,13 @@ class Strategy:
 
         on_meta = {id(t): nn.Parameter(t.to("meta"), t.requires_grad) if isinstance(t, nn.Parameter) else t.to("meta")
                    for t in [*module.parameters(), *module.buffers()]}
-        self._templates[id(module)] = copy.deepcopy(module, on_meta)  # the layout without a copy of the weights
+        template = copy.deepcopy(module, on_meta)  # the layout without a copy of the weights
+        self._templates.update({id(m): t for m, t in zip(module.modules(), template.modules())})
         for m in list(module.modules()):
             if isinstance(getattr(m, "blocks", None), nn.ModuleList):
                 for blk in m.blocks:
                     fully_shard(blk, mesh=self.mesh, mp_policy=self.mp)
-        fully_shard(module, mesh=self.mesh, mp_policy=self.mp, ignored_params=set(replicated(module)))
+        fully_shard(module, mesh=self.mesh, mp_policy=self.mp, ignored_params=set(self.replicated(module)))
 
     def wrap(self, trained: nn.Module) -> nn.Module:
         """The module a step calls: ``trained`` (sharded already under fsdp), inside DDP under ddp, compiled
@@ -111,8 +111,16 @@ class Strategy:
         if self.sharded:  # again after a stage resampled them: they are new parameters
             for h in self._hooks:
                 h.remove()
-            self._hooks = [p.register_post_accumulate_grad_hook(self._average) for p in replicated(trained)]
+            self._hooks = [p.register_post_accumulate_grad_hook(self._average) for p in self.replicated(trained)]
         return torch.compile(net) if self.compile else net
+
+    def replicated(self, module: nn.Module) -> list[nn.Parameter]:
+        """The parameters of ``module`` that fsdp keeps whole on every process: ``REPLICATED`` at any depth,
+        and with ``whole_root`` every one outside the blocks."""
+        def whole(name: str) -> bool:
+            return name.rpartition(".")[2] in REPLICATED or (self.whole_root and "blocks." not in name)
+
+        return [p for name, p in module.named_parameters() if whole(name)]
 
     def _average(self, p: nn.Parameter) -> None:
         """The gradient of a replicated parameter, averaged over processes after the step's last micro-batch
@@ -148,11 +156,6 @@ class Strategy:
             replica.set_input_size(module.cfg.img_size)  # a stage's size: position embeddings of its grid
         replica.load_state_dict(full)
         return replica.eval().requires_grad_(False)
-
-
-def replicated(module: nn.Module) -> list[nn.Parameter]:
-    """The parameters fsdp keeps whole on every process (``REPLICATED``, at any depth of ``module``)."""
-    return [p for name, p in module.named_parameters() if name.rpartition(".")[2] in REPLICATED]
 
 
 def clip_grad_norm(params: Iterable[nn.Parameter], max_norm: float) -> Tensor:
