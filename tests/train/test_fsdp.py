@@ -2,6 +2,8 @@
 (torch.distributed.checkpoint) and resume on the same or another process count, and the run's outputs load
 like any other run's."""
 import json
+import os
+import pickle
 import shutil
 from pathlib import Path
 
@@ -193,3 +195,25 @@ def test_masked_patch_pretraining_under_fsdp_equals_one_process(tmp_path, tiny_r
     # The evaluation corrupts each process's share of the images from the same seed, so its figures depend on
     # the process count (as under ddp); both runs evaluated and finished.
     assert all(0 <= json.loads((tmp_path / r / "final.json").read_text())["masked_acc"] <= 100 for r in ("two", "one"))
+
+
+class _Payload:
+    """Unpickling this runs a shell command that creates a marker file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_crafted_sharded_checkpoint_runs_no_code(two, tmp_path):
+    """DCP's own reader unpickles the .metadata index; vitlab's only unpickles DCP's metadata classes."""
+    evil = _resume_from(two, 6, tmp_path / "evil") / "checkpoints" / "step_00000006.dcp"
+    marker = tmp_path / "pwned"
+    with open(evil / ".metadata", "wb") as f:
+        pickle.dump(_Payload(marker), f)
+    for read in (lambda: vitlab.load_model(evil.parents[1], "last"), lambda: read_sharded(evil)):
+        with pytest.raises(CheckpointError, match=r"refused to read .*\.metadata.*never runs code"):
+            read()
+    assert not marker.exists()

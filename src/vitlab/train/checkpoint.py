@@ -26,7 +26,7 @@ import torch
 from ..utils.io import atomic_write, fsync_dir
 from ..weights.runs import (BEST, BEST_SHARDED, CKPT_DIR, SHARDED_META, latest_checkpoint,  # noqa: F401 (re-exported)
                             step_checkpoints, step_name)
-from ..weights.sharded import check_shards, read_meta
+from ..weights.sharded import check_shards, read_meta, safe_reader
 from .distributed import Dist, barrier
 
 
@@ -84,7 +84,7 @@ def load_sharded(path: Path, like: dict[str, Any]) -> dict[str, Any]:
     check_shards(path)
     meta = read_meta(path)
     tensors, _ = _split(like)
-    load(tensors, checkpoint_id=path)
+    load(tensors, storage_reader=safe_reader(path))
     return _merge(tensors, meta)
 
 
