@@ -1,5 +1,6 @@
 """Run by test_fsdp.py under torchrun: one optimizer step's gradients under train.strategy=fsdp (2 processes x
-2 accumulated micro-batches) against the same global batch on one unsharded model in the same process.
+2 accumulated micro-batches, activation checkpointing on) against the same global batch on one unsharded
+model in the same process.
 
 Prints one JSON line from rank 0: the largest gradient difference before and after clipping, and both norms.
 """
@@ -22,6 +23,7 @@ torch.manual_seed(0)
 model = VisionTransformer(ViTConfig(img_size=(8, 8), patch_size=2, in_chans=1, embed_dim=32, depth=2, num_heads=2,
                                     mlp_dim=64, num_classes=10))
 ref = copy.deepcopy(model)
+model.set_grad_checkpointing(True)  # the blocks' forward runs again in the backward, all-gathering again
 strategy = Strategy(load_config(None, ["train.strategy=fsdp"]), d, sum(p.numel() for p in model.parameters()), False)
 strategy.shard(model)
 net = strategy.wrap(model)

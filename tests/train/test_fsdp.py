@@ -19,9 +19,9 @@ from vitlab.weights.runs import BEST_SHARDED, step_checkpoints
 from vitlab.weights.sharded import read_sharded
 
 ROOT = Path(__file__).resolve().parents[2]
-# 2 epochs x 7 steps with every randomness on (crop, mixup, dropout, drop-path, smoothing) and EMA
+# 2 epochs x 7 steps with every randomness on (crop, mixup, dropout, drop-path, smoothing), EMA, layer decay
 STEPS = ["schedule.epochs=2", "schedule.warmup_steps=2", "data.dev_fraction=0.1", "train.ema_decay=0.9",
-         "train.ckpt_every_steps=3", "train.keep_last=10", "train.strategy=fsdp"]
+         "optim.layer_decay=0.75", "train.ckpt_every_steps=3", "train.keep_last=10", "train.strategy=fsdp"]
 TORCHRUN = ("torch.distributed.run", "--standalone", "--nproc_per_node")
 RUN_FIELDS = {"train_time_s", "wall_time_s_this_process", "processes", "img_per_s"}  # differ by nature
 
