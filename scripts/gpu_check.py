@@ -12,6 +12,7 @@ CI has no GPU, so these paths are otherwise never run. Checks (ViT-B/16 at 224 p
   ddp-nccl       DistributedDataParallel over NCCL in a process group of one: loss equals the plain model's
   fsdp-nccl      train.strategy=fsdp (FSDP2, bf16 mixed-precision policy) over NCCL, group of one: loss
                  equals the plain model's within bf16 tolerance, images/s
+  fsdp-compile   the same, compiled (what train.compile=auto does on CUDA): loss equals eager FSDP's
   onnx-cuda      ONNX export of the model on CUDA; with onnxruntime, its CPU output against torch's
   cuda-vs-cpu    the same weights and images: CUDA bf16 features against the CPU fp32 ones
 
@@ -50,8 +51,8 @@ PEAK_TFLOPS = [("H200", 989.4), ("H100 PCIe", 756.0), ("H100", 989.4), ("A100", 
                ("A10G", 70.0), ("L4", 121.0)]
 
 
-CHECKS = ["train-bf16", "sdpa-flash", "compile", "fused-adamw", "pinned-copy", "ddp-nccl", "fsdp-nccl", "onnx-cuda",
-          "cuda-vs-cpu"]
+CHECKS = ["train-bf16", "sdpa-flash", "compile", "fused-adamw", "pinned-copy", "ddp-nccl", "fsdp-nccl", "fsdp-compile",
+          "onnx-cuda", "cuda-vs-cpu"]
 
 
 class Skip(Exception):
@@ -261,6 +262,25 @@ class Checker:
         mp = f"params {strategy.mp.param_dtype or 'fp32'}, reduce {strategy.mp.reduce_dtype or 'fp32'}"
         return (f"loss after a step {float(loss):.4f} vs plain {float(loss_ref):.4f} ({mp}); "
                 f"{rate * self.batch:.0f} img/s; gathered copy equal")
+
+    def fsdp_compile(self) -> str:
+        d = self._group()
+        losses, rates = {}, {}
+        for compiled in (False, True):
+            model = self.model()
+            x, y = self.data(model)
+            cfg = load_config(None, ["train.strategy=fsdp", f"train.compile={str(compiled).lower()}"])
+            strategy = Strategy(cfg, d, 0, bf16=self.cuda)
+            strategy.shard(model)
+            net = strategy.wrap(model)
+            opt = torch.optim.SGD(model.parameters(), lr=0.1)
+            t0 = time.perf_counter()
+            losses[compiled] = float(self.train_step(net, opt, x, y)())  # compiles when compiled
+            t_first = time.perf_counter() - t0
+            rates[compiled], _ = self.steps_per_s(self.train_step(net, opt, x, y), self.steps)
+        assert abs(losses[True] - losses[False]) < 2e-2 * max(1.0, abs(losses[False])), f"losses {losses}"
+        return (f"first step {t_first:.0f} s (compiling); loss {losses[True]:.4f} vs eager {losses[False]:.4f}; "
+                f"{rates[True] / rates[False]:.2f}x eager FSDP")
 
     def onnx_cuda(self) -> str:
         try:
