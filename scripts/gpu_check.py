@@ -145,7 +145,8 @@ class Checker:
         img_s = rate * self.batch
         peak = peak_tflops(torch.cuda.get_device_name()) if self.cuda else None
         achieved = img_s * train_flops_per_image(model, x) / 1e12
-        mfu = f"MFU {100 * achieved / peak:.1f}% of {peak:.0f} TFLOP/s" if peak else "MFU n/a (device not in PEAK_TFLOPS)"
+        mfu = f"MFU {100 * achieved / peak:.1f}% of {peak:.0f} TFLOP/s" if peak else \
+            "MFU n/a (device not in PEAK_TFLOPS)"
         return f"{img_s:.0f} img/s at batch {self.batch}, {achieved:.1f} TFLOP/s, {mfu}"
 
     def sdpa_flash(self) -> str:
@@ -186,7 +187,8 @@ class Checker:
         rc, loss_c = self.steps_per_s(self.train_step(compiled, opt_c, x, y), self.steps)
         re, loss_e = self.steps_per_s(self.train_step(eager, opt_e, x, y), self.steps)
         assert abs(loss_c - loss_e) < 2e-2 * max(1.0, abs(loss_e)), f"loss compiled {loss_c} vs eager {loss_e}"
-        return f"compiled in {t_compile:.0f} s; {rc / re:.2f}x eager ({rc * self.batch:.0f} vs {re * self.batch:.0f} img/s)"
+        return (f"compiled in {t_compile:.0f} s; {rc / re:.2f}x eager "
+                f"({rc * self.batch:.0f} vs {re * self.batch:.0f} img/s)")
 
     def fused_adamw(self) -> str:
         model = self.model()
@@ -337,7 +339,8 @@ def main() -> int:
     args = ap.parse_args()
     c = Checker(args)
     name = torch.cuda.get_device_name() if c.cuda else "no CUDA device"
-    print(f"torch {torch.__version__}, {name}, {args.model}{' (dry run: tiny model on the CPU)' if args.dry_run else ''}")
+    dry = " (dry run: tiny model on the CPU)" if args.dry_run else ""
+    print(f"torch {torch.__version__}, {name}, {args.model}{dry}")
     t0 = time.perf_counter()
     for label in args.checks:
         c.run(label, getattr(c, label.replace("-", "_")))

@@ -134,7 +134,7 @@ def test_strategy_values_are_checked():
 
 def test_checkpoints_of_another_strategy_are_refused(two, tmp_path, tiny_random):
     other = _resume_from(two, 6, tmp_path / "ddp")
-    with pytest.raises(ValueError, match=r"saved under train.strategy=fsdp and cannot resume under train.strategy=auto"):
+    with pytest.raises(ValueError, match="saved under train.strategy=fsdp and cannot resume under train.strategy=auto"):
         train(load_config(None, tiny_random + STEPS[:-1]), other, progress=False)
 
 
@@ -189,7 +189,7 @@ def test_masked_patch_pretraining_under_fsdp_equals_one_process(tmp_path, tiny_r
     _close(_weights(tmp_path / "two"), _weights(tmp_path / "one"))
     assert not any(k.startswith(("head.", "mask_token")) for k in _weights(tmp_path / "two"))
     last = step_checkpoints(tmp_path / "two")[-1].name
-    ta, tb = (read_sharded(tmp_path / r / "checkpoints" / last, prefixes=("pretext.",))["pretext"] for r in ("two", "one"))
+    ta, tb = (read_sharded(tmp_path / r / "checkpoints" / last, ("pretext.",))["pretext"] for r in ("two", "one"))
     assert set(ta) == {"mask_token", "head.weight", "head.bias"}
     _close(ta, tb)
     # The evaluation corrupts each process's share of the images from the same seed, so its figures depend on
