@@ -9,6 +9,7 @@ is printed. Run from the repository root:
 
     PYTHONPATH=$PWD/src python3 benchmarks/stress_torchrun.py --launches 30
     PYTHONPATH=$PWD/src python3 benchmarks/stress_torchrun.py --launches 30 --load 4   # cores kept busy
+    PYTHONPATH=$PWD/src python3 benchmarks/stress_torchrun.py --launches 10 --strategy fsdp   # sharded (FSDP2)
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from vitlab.weights.runs import FINAL_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
@@ -37,11 +40,11 @@ def _spin() -> None:
         x = (x * 1103515245 + 12345) & 0xFFFFFFFF
 
 
-def launch(out: Path, timeout: float, src: Path, gdb: bool) -> tuple[int, str, float]:
+def launch(out: Path, timeout: float, src: Path, gdb: bool, strategy: str = "ddp") -> tuple[int, str, float]:
     """One 2-process run into ``out``: (exit code, output, seconds). With ``gdb`` each worker runs under
     gdb, which prints every thread's stack when the worker gets a fatal signal (then exit code -6)."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(src))
-    worker = ["-m", "vitlab", "train", "--out", str(out), "--no-progress", *TINY]
+    worker = ["-m", "vitlab", "train", "--out", str(out), "--no-progress", *TINY, f"train.strategy={strategy}"]
     if gdb:
         worker = ["--no-python", "gdb", "-q", "-batch", "-ex", "run", "-ex", "thread apply all bt 40",
                   "--args", sys.executable, *worker]
@@ -65,18 +68,19 @@ def main() -> int:
     ap.add_argument("--src", type=Path, default=ROOT / "src", help="the vitlab source tree to launch (PYTHONPATH)")
     ap.add_argument("--gdb", action="store_true", help="run each worker under gdb: thread stacks of a crash")
     ap.add_argument("--full-output", action="store_true", help="print the whole output of a failed launch")
+    ap.add_argument("--strategy", choices=("ddp", "fsdp"), default="ddp", help="train.strategy of the launches")
     args = ap.parse_args()
     spinners = [mp.Process(target=_spin, daemon=True) for _ in range(args.load)]
     for s in spinners:
         s.start()
     failures = 0
-    print(f"{args.launches} launches of 2-process torchrun training, {args.load} busy process(es) beside, "
+    print(f"{args.launches} launches of 2-process torchrun training ({args.strategy}), {args.load} busy process(es) beside, "
           f"{os.cpu_count()} cores, load average before: {os.getloadavg()[0]:.2f}", flush=True)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for i in range(args.launches):
-                rc, err, dt = launch(Path(tmp) / f"run{i}", args.timeout, args.src.resolve(), args.gdb)
-                ok = rc == 0 and (Path(tmp) / f"run{i}" / "final.json").is_file()
+                rc, err, dt = launch(Path(tmp) / f"run{i}", args.timeout, args.src.resolve(), args.gdb, args.strategy)
+                ok = rc == 0 and (Path(tmp) / f"run{i}" / FINAL_FILE).is_file()
                 failures += not ok
                 print(f"launch {i + 1:3d}: exit {rc:4d} {dt:6.1f} s load {os.getloadavg()[0]:5.2f}"
                       f"{'' if ok else '  FAILED'}", flush=True)

@@ -43,6 +43,16 @@ def test_parameter_counts_equal_the_table(name):
     assert n_params(get_config(name)) == TABLE[name]
 
 
+@pytest.mark.parametrize("name, paper", [("vit_g14", 1011e6), ("vit_G14", 1843e6)])
+def test_g14_and_G14_have_the_scaling_paper_counts(name, paper):
+    """Zhai et al. 2022, Table 2 (224px, 1000 classes) to 3 significant figures; its 4-digit figures count the
+    encoder without the classifier head."""
+    cfg = get_config(name)
+    assert f"{n_params(cfg):.3g}" == f"{paper:.3g}"
+    head = cfg.embed_dim * cfg.num_classes + cfg.num_classes
+    assert round((n_params(cfg) - head) / 1e6) == paper / 1e6
+
+
 def test_b16_at_384_has_the_published_count():
     assert n_params(get_config("vit_b16", img_size=384)) == 86_859_496
 

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -30,8 +31,13 @@ def tiny_random() -> list[str]:
     return TINY + RANDOM
 
 
-@pytest.fixture
-def spawn():
+@pytest.fixture(scope="module")
+def tiny_random_module() -> list[str]:
+    """``tiny_random`` for module-scoped fixtures (a run that several tests share)."""
+    return TINY + RANDOM
+
+
+def _spawner() -> Iterator:
     """Start ``python -m <args>`` from the repository root with one thread; output captured."""
     procs: list[subprocess.Popen] = []
 
@@ -47,3 +53,7 @@ def spawn():
         if p.poll() is None:
             p.kill()
             p.wait()
+
+
+spawn = pytest.fixture(_spawner, name="spawn")
+spawn_module = pytest.fixture(_spawner, scope="module", name="spawn_module")

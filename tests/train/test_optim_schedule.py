@@ -30,6 +30,41 @@ def test_param_groups_and_layer_decay():
     assert isinstance(opt, torch.optim.SGD) and opt.defaults["momentum"] == 0.9
 
 
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])  # one process: ddp is the plain module
+def test_layer_decay_gives_each_layer_its_documented_lr(strategy):
+    """optim.layer_decay (OptimSection): block i at lr x decay^(depth - i), the embeddings (patch, class token,
+    position) one power below block 0, the final norm and head at lr; the lr the optimizer applies, per
+    parameter, also with every block sharded."""
+    from vitlab.train import distributed as dd
+    from vitlab.train import load_config
+    from vitlab.train.optim import set_lr
+    from vitlab.train.strategy import Strategy
+
+    depth, decay, lr = 3, 0.5, 0.1
+    cfg = load_config(None, [f"train.strategy={strategy}", f"optim.layer_decay={decay}", f"optim.lr={lr}"])
+    model = vitlab.create_model("vit_mnist", embed_dim=32, depth=depth, num_heads=2, mlp_dim=64)
+    d = dd.Dist()
+    s = Strategy(cfg, d, 0, bf16=False)
+    try:
+        s.shard(model)
+        opt = build_optimizer(model, cfg.optim, fused=s.fused_optimizer)
+        set_lr(opt, lr)
+        applied = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+        names = dict(model.named_parameters())
+        assert len(applied) == len(names)
+        for name, p in names.items():
+            if name.startswith(("patch_embed.", "cls_token", "pos_embed")):
+                power = depth + 1
+            elif name.startswith("blocks."):
+                power = depth - int(name.split(".")[1])
+            else:
+                assert name.startswith(("norm.", "head.")), name
+                power = 0
+            assert applied[id(p)] == pytest.approx(lr * decay**power, rel=1e-12), name
+    finally:
+        dd.teardown(d, agreed=True)
+
+
 def test_ema_tracks_the_weights():
     model = torch.nn.Linear(2, 2)
     ema = ModelEMA(model, decay=0.5)

@@ -113,7 +113,7 @@ def test_setting_steps_or_epochs_replaces_the_other():
 def test_compile_auto_needs_cuda_or_a_cpu_compiler(monkeypatch):
     import torch
 
-    from vitlab.train.state import use_compile
+    from vitlab.train.strategy import use_compile
 
     assert load_config(None, ["model.name=vit_mnist", "train.compile=auto"]).train.compile == "auto"
     assert load_config(None, ["model.name=vit_mnist", "train.compile=true"]).train.compile is True
@@ -141,7 +141,7 @@ class _FailsToCompile(torch.nn.Module):
 @pytest.mark.parametrize("setting", ["auto", "true"])
 def test_compile_auto_falls_back_to_eager_when_compiling_fails(tmp_path, monkeypatch, capsys, tiny, setting):
     from vitlab.train import train
-    from vitlab.train import state as S
+    from vitlab.train import strategy as S
 
     monkeypatch.setattr(S, "use_compile", lambda s, d: (s is True or s == "auto", "auto: test" if s == "auto" else ""))
     monkeypatch.setattr(S.torch, "compile", _FailsToCompile)

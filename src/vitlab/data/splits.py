@@ -197,24 +197,12 @@ def run_split_file(ckpt: PathLike) -> Path | None:
 def open_eval_data(ckpt: PathLike, data: str | None, split: Literal["train", "test"] = "test",
                    data_dir: PathLike | None = None) -> tuple[Source, str]:
     """The images to evaluate `ckpt` on, and their description. For a run that held out its test set
-    (RUN/split.json) and `data` None or the run's own source, exactly the held-out images; `data` None
-    on another run directory means the run's data set (RUN/config.yaml); otherwise `data` at `split`
-    (an image folder's files read lazily, each preprocessed as `vitlab predict` would)."""
+    (RUN/split.json) and `data` None or the run's own source, exactly the held-out images; otherwise
+    `data` at `split` (an image folder's files read lazily, each preprocessed as `vitlab predict` would;
+    vitlab.weights.runs.run_dataset names a run's data set)."""
     split_file = run_split_file(ckpt)
     if split_file is not None and (data is None or canonical_spec(data) == read_split(split_file)["source"]):
         return open_heldout(split_file.parent, split)
     if data is None:
-        data, data_dir = _run_dataset(ckpt, data_dir)
+        raise ValueError(f"pass --data: {ckpt} is not inside a training run directory that names its data set")
     return open_dataset(data, split, data_dir, in_memory=False), f"{data} ({split})"
-
-
-def _run_dataset(ckpt: PathLike, data_dir: PathLike | None) -> tuple[str, PathLike | None]:
-    import yaml
-
-    p = Path(ckpt)
-    for d in (p, p.parent, p.parent.parent):
-        if (d / "config.yaml").is_file() and (d / "checkpoints").is_dir():
-            section = (yaml.safe_load((d / "config.yaml").read_text()) or {}).get("data") or {}
-            if section.get("dataset"):
-                return section["dataset"], data_dir or section.get("data_dir")
-    raise ValueError(f"pass --data: {ckpt} is not inside a training run directory that names its data set")

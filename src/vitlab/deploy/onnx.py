@@ -23,6 +23,7 @@ import torch
 
 from ..errors import MissingDependencyError, require
 from ..models.vit import ViTConfig, VisionTransformer
+from ..weights.runs import CONFIG_FILE
 
 OPSET = 17
 INPUT, OUTPUT = "pixel_values", "logits"
@@ -60,7 +61,7 @@ def load_vit(model: VisionTransformer | str | os.PathLike,
     loaded = load_model(path, checkpoint)
     if not isinstance(loaded, VisionTransformer):
         raise ValueError(f"{path} holds a {type(loaded).__name__}, not a ViT; only ViTs are exported")
-    run_config = path / "config.yaml"  # a training run: its recipe names the model
+    run_config = path / CONFIG_FILE  # a training run: its recipe names the model
     name = path.name
     if run_config.is_file():
         import yaml

@@ -138,9 +138,10 @@ def evaluate_checkpoint(
     (None: default_workers(); unreadable ones are left out and listed under "skipped")."""
     from ..data import EvalTransform
     from ..data.pipeline import default_workers, eval_batches
-    from ..data.splits import open_eval_data
+    from ..data.splits import open_eval_data, run_split_file
     from ..utils.device import pick_device
     from ..weights import load_model
+    from ..weights.runs import run_dataset
 
     if backend == "torch":
         model = load_model(ckpt, checkpoint).to(pick_device(device))
@@ -149,6 +150,8 @@ def evaluate_checkpoint(
 
         model = BackendModel(open_backend(ckpt, backend, checkpoint=checkpoint))
     cfg = model.cfg
+    if data is None and run_split_file(ckpt) is None:
+        data, data_dir = run_dataset(ckpt, data_dir)
     ds, what = open_eval_data(ckpt, data, split, data_dir)
     names = list(cfg.class_names) if cfg.class_names else list(ds.classes)
     if cfg.num_classes != ds.num_classes:

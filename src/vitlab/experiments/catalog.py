@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from ..weights.runs import MODEL_DIR
 from .core import Analysis, Arm, Context, Experiment, Results
 from .recipes import classify, finetune, masked_patch, scratch, steps
 from .verdict import greater, similar
@@ -151,7 +152,7 @@ def _transfer_arms(ctx: Context) -> list[Arm]:
     n_up, n_down = steps(s, PRETRAIN_STEPS), steps(s, FINETUNE_STEPS)
     arms = []
     for seed in ctx.seeds:
-        w = str(ctx.run_dir("pretrain", seed) / "model")
+        w = str(ctx.run_dir("pretrain", seed) / MODEL_DIR)
         arms += [Arm("pretrain", seed, classify(up, s.vit, s, n_up, seed, device=ctx.device)),
                  *_sweep("scratch", seed, SCRATCH_LRS,
                          lambda lr: scratch(down, s.vit, s, n_down, seed, lr=lr, device=ctx.device)),
@@ -292,7 +293,7 @@ def _masked_arms(ctx: Context) -> list[Arm]:
     n_up, n_down = steps(s, PRETRAIN_STEPS), steps(s, FINETUNE_STEPS)
     arms = []
     for seed in ctx.seeds:
-        mpp, sup = (str(ctx.run_dir(a, seed) / "model") for a in ("pretrain-masked", "pretrain-supervised"))
+        mpp, sup = (str(ctx.run_dir(a, seed) / MODEL_DIR) for a in ("pretrain-masked", "pretrain-supervised"))
         arms += [Arm("pretrain-masked", seed, masked_patch(up, s.vit, s, n_up, seed, device=ctx.device)),
                  Arm("pretrain-supervised", seed, classify(up, s.vit, s, n_up, seed, device=ctx.device)),
                  *_sweep("scratch", seed, SCRATCH_LRS,
@@ -361,7 +362,7 @@ def _optim_arms(ctx: Context) -> list[Arm]:
                 a = _lr_arm(opt, lr)
                 arms += [Arm(a, seed, classify(up, s.vit, s, n, seed, lr=lr, optim=name, weight_decay=wd,
                                                device=ctx.device), tags={"optimizer": opt, "lr": lr}),
-                         Arm(f"probe-{a}", seed, probe=_probe(str(ctx.run_dir(a, seed) / "model"), down))]
+                         Arm(f"probe-{a}", seed, probe=_probe(str(ctx.run_dir(a, seed) / MODEL_DIR), down))]
     return arms
 
 

@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from ..utils.device import pick_device
 from ..utils.io import atomic_write
+from ..weights.runs import FINAL_FILE, METRICS_FILE
 from .recipes import BUDGETS, SCALES, Scale, class_split
 from .verdict import Z, Check, Estimate, combine
 
@@ -142,7 +143,7 @@ def train_metrics(final: dict[str, Any], run_dir: Path | None = None) -> dict[st
     its metrics.jsonl the last dev-split evaluation (``dev_top1``, ``dev_loss``: what lr choices use)."""
     keys = ("top1", "top5", "masked_acc", "best_dev_top1", "best_dev_masked_acc", "n", "steps", "train_time_s")
     out = {k: final[k] for k in keys if k in final}
-    log = run_dir / "metrics.jsonl" if run_dir is not None else None
+    log = run_dir / METRICS_FILE if run_dir is not None else None
     if log is not None and log.is_file():
         evals = [r for r in map(json.loads, log.read_text().splitlines()) if "dev_loss" in r]
         if evals:
@@ -201,7 +202,7 @@ def _run_probe(arm: Arm, run_dir: Path, device: str, progress: bool) -> None:
                                                   "per_seed": [100 * a for a in r.accuracies]} for r in res]}
     report.update(objective="fewshot", wall_time_s=time.perf_counter() - t0, device=dev)
     run_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(run_dir / "final.json", report)
+    _write_json(run_dir / FINAL_FILE, report)
 
 
 def run_arm(arm: Arm, ctx: Context, progress: bool = True) -> dict[str, Any]:
@@ -210,7 +211,7 @@ def run_arm(arm: Arm, ctx: Context, progress: bool = True) -> dict[str, Any]:
     from ..train.config import config_from_dict
 
     run_dir = ctx.run_dir(arm.name, arm.seed)
-    done = (run_dir / "final.json").is_file()
+    done = (run_dir / FINAL_FILE).is_file()
     config = None
     if arm.kind == "train":
         cfg = config_from_dict(arm.config)
@@ -222,7 +223,7 @@ def run_arm(arm: Arm, ctx: Context, progress: bool = True) -> dict[str, Any]:
                 raise ExperimentInterrupted(result.interrupted, arm.name)
     elif not done:
         _run_probe(arm, run_dir, ctx.device, progress)
-    final = json.loads((run_dir / "final.json").read_text())
+    final = json.loads((run_dir / FINAL_FILE).read_text())
     metrics = train_metrics(final, run_dir) if arm.kind == "train" else probe_metrics(final)
     return {"arm": arm.name, "seed": arm.seed, "kind": arm.kind, "tags": arm.tags, "config": config or arm.probe,
             "metrics": metrics, "wall_time_s": final.get("wall_time_s_this_process", final.get("wall_time_s")),

@@ -1,4 +1,4 @@
-"""Named variants (paper Table 1, plus the Ti/S sizes of the follow-up work) -> configs -> models.
+"""Named variants (paper Table 1, plus the Ti/S and g/G sizes of the follow-up work) -> configs -> models.
 
 A name is ``vit_{size}{patch}``: ``vit_b16`` is ViT-Base with 16x16 patches. Every variant works at any
 image size (``img_size=``); parameter counts at 224px with 1000 classes match the published table.
@@ -31,6 +31,10 @@ SIZES = {
     "b": (12, 768, 3072, 12),
     "l": (24, 1024, 4096, 16),
     "h": (32, 1280, 5120, 16),
+    # "Scaling Vision Transformers" (Zhai et al. 2022), Table 2: 1011M and 1843M parameters. Those figures
+    # are the encoder without the 1000-class head (1011.2M, 1842.8M here; with it 1012.6M, 1844.4M).
+    "g": (40, 1408, 6144, 16),
+    "G": (48, 1664, 8192, 16),
 }
 
 _REGISTRY: dict[str, Callable[[], ModelConfig]] = {}
@@ -48,7 +52,8 @@ def vit_config(size: str, patch: int, **kw: Any) -> ViTConfig:
     return ViTConfig(patch_size=patch, depth=depth, embed_dim=dim, mlp_dim=mlp, num_heads=heads, **kw)
 
 
-for _size, _patch in [("ti", 16), ("s", 16), ("s", 32), ("b", 8), ("b", 16), ("b", 32), ("l", 16), ("l", 32), ("h", 14)]:
+for _size, _patch in [("ti", 16), ("s", 16), ("s", 32), ("b", 8), ("b", 16), ("b", 32), ("l", 16), ("l", 32), ("h", 14),
+                     ("g", 14), ("G", 14)]:
     register(f"vit_{_size}{_patch}", vit_config(_size, _patch))
 
 # The main job's default: a small ViT for 28x28 grey images (Fashion-MNIST / MNIST), patch 4.

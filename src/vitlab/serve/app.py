@@ -41,6 +41,7 @@ from ..data.pipeline import materialize
 from ..data.sources import ImageTooLargeError, decode_image, image_to_array, open_dataset
 from ..data.transforms import EvalTransform
 from ..models.vit import VisionTransformer
+from ..weights.runs import CONFIG_FILE, FINAL_FILE
 
 PathLike = str | os.PathLike
 log = logging.getLogger("vitlab.serve")
@@ -90,7 +91,7 @@ def load_served_model(path: PathLike, checkpoint: str | None = None) -> VisionTr
 def _run_dir(path: Path) -> Path | None:
     """The training run a served path belongs to (RUN or RUN/model), or None."""
     for d in (path, path.parent):
-        if d.is_dir() and (d / "config.yaml").is_file():
+        if d.is_dir() and (d / CONFIG_FILE).is_file():
             return d
     return None
 
@@ -187,13 +188,13 @@ def build_explorer(
     if run is not None:
         from ..train import load_config
 
-        tcfg = load_config(run / "config.yaml")
+        tcfg = load_config(run / CONFIG_FILE)
         data, data_dir = tcfg.data.dataset, tcfg.data.data_dir
         card["training"] = {"run": str(run), "dataset": data, "model": tcfg.model.name or tcfg.model.weights,
                             "batch_size": tcfg.data.batch_size,
                             "optimizer": tcfg.optim.name, "lr": tcfg.optim.lr}
-        if (run / "final.json").is_file():
-            final = json.loads((run / "final.json").read_text())
+        if (run / FINAL_FILE).is_file():
+            final = json.loads((run / FINAL_FILE).read_text())
             card["final"] = {k: final[k] for k in ("objective", "split", "top1", "top5", "n", "epochs", "steps",
                                                    "train_time_s", "device") if k in final}
         else:

@@ -130,6 +130,7 @@ class TrainSection:
     keep_last: int = 2  # periodic/epoch checkpoints kept (best.pt is kept separately)
     log_every_steps: int = 20
     grad_checkpointing: bool = False
+    strategy: str = "auto"  # under torchrun: ddp (whole model per process), fsdp (sharded; any process count), auto (train/strategy.py)
 
 
 @dataclass
@@ -158,6 +159,7 @@ class Config:
         _choice("schedule.decay", s.decay, ("cosine", "linear", "constant"))
         _choice("train.precision", r.precision, ("auto", "fp32", "bf16"))
         _choice("train.objective", r.objective, ("classify", "masked_patch"))
+        _choice("train.strategy", r.strategy, ("auto", "ddp", "fsdp"))
         if r.compile not in (True, False, "auto"):
             raise ValueError(f"train.compile={r.compile!r} is not one of true, false, auto")
         _choice("data.on_error", d.on_error, ("skip", "raise"))

@@ -35,7 +35,9 @@ from ..data.sampler import stream_seed
 from ..data.shard_order import ShardSchedule, training_schedule
 from ..utils.io import atomic_write
 from . import distributed as dd
-from .checkpoint import latest_checkpoint, load_checkpoint, remove_partial
+from ..utils.io import atomic_write
+from ..weights.runs import CONFIG_FILE, MODEL_DIR, SKIPPED_FILE
+from .checkpoint import latest_checkpoint, remove_partial
 from .config import Config, config_from_dict
 from .objectives import EvalSetup, make_objective
 from .optim import set_lr
@@ -43,9 +45,7 @@ from .plan import make_plan
 from .runlog import RunLogger
 from .setup import Data, build_run_model, load_data
 from .state import TrainState
-
-
-SKIPPED_FILE = "skipped.txt"  # unreadable training files met while streaming (path <tab> reason)
+from .strategy import clip_grad_norm
 
 
 class NonFiniteLossError(RuntimeError):
@@ -100,7 +100,7 @@ def _loop(st: TrainState, data: Data, batches, resumed: Path | None, progress: b
     cfg, d, run_dir, plan, model, r = st.cfg, st.d, st.run_dir, st.plan, st.model, st.cfg.train
     log = RunLogger(run_dir, st.step, enabled=d.main, tensorboard=True)
     if d.main:
-        (run_dir / "config.yaml").write_text(cfg.to_yaml())
+        atomic_write(run_dir / CONFIG_FILE, lambda tmp: tmp.write_text(cfg.to_yaml()))
         for note in data.notes:
             log.info(note)
         log.info(_banner(st, data, resumed, batches))
@@ -200,14 +200,13 @@ def train_step(st: TrainState, batches, signalled: int | None) -> tuple[float, f
         x = st.train_tf(images, st.gen)
         if tuple(x.shape[-2:]) != size:  # a low-resolution stage (schedule.stages)
             x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
-        sync = contextlib.nullcontext() if d.world == 1 or a == accum - 1 else st.net.no_sync()
-        with sync:
+        with st.strategy.sync(last=a == accum - 1):
             loss = st.objective.loss(st.net, x, labels, st.gen, seed, st.autocast())
             (loss / accum).backward()
         loss_sum += loss.detach()
     clip = cfg.optim.clip_grad_norm
     params = [p for p in st.trained.parameters() if p.grad is not None]
-    gnorm = torch.nn.utils.clip_grad_norm_(params, clip, foreach=True) if clip else torch.zeros((), device=d.device)
+    gnorm = clip_grad_norm(params, clip) if clip else torch.zeros((), device=d.device)
     stat = torch.stack([loss_sum / accum, gnorm.float(), torch.tensor(float(signalled or 0), device=d.device)])
     stat = dd.all_sum(stat.double(), d).cpu()
     loss_val, gnorm_val = float(stat[0]) / d.world, float(stat[1]) / d.world
@@ -264,9 +263,10 @@ def _finish(st: TrainState, data: Data, log: RunLogger, last_eval: tuple[int, di
 
     done = last_eval is not None and last_eval[0] == st.step and data.eval_name == "test"
     s = last_eval[1] if done else _evaluate(st, data.test)
+    model = st.eval_model  # under fsdp a gather: every process takes part
     if not st.d.main:
         return None
-    save_pretrained(st.eval_model, st.run_dir / "model")
+    save_pretrained(model, st.run_dir / MODEL_DIR)
     run = {"steps": st.step, "epochs": st.plan.epoch(st.step), "train_time_s": st.train_time,
            "wall_time_s_this_process": wall, "processes": st.d.world, "device": str(st.d.device),
            "ema": st.ema is not None}
@@ -301,7 +301,7 @@ def _resume(st: TrainState, run_dir: Path, resume: str | Path | bool | None) -> 
     path = Path(resume) if isinstance(resume, (str, Path)) else latest
     if path is None:
         return None
-    saved = load_checkpoint(path, map_location=st.d.device)
+    saved = st.read_checkpoint(path)
     if st.d.main:
         _warn_changes(st.cfg, saved.get("config", {}), path)
     st.load_state_dict(saved)
@@ -345,7 +345,8 @@ def _banner(st: TrainState, data: Data, resumed: Path | None, batches) -> str:
             f"({len(data.train)} train / {len(data.eval_set)} "
             f"{data.test_name if data.eval_name == 'test' else data.eval_name}; {how}), {st.plan.total_steps} steps "
             f"x batch {c.data.batch_size} ({d.world} process(es) x {c.data.accum_steps} accumulation x "
-            f"{st.plan.micro}), {d.device}, {torch.get_num_threads()} threads, {st.precision}"
+            f"{st.plan.micro}{', ' + st.strategy.kind if st.strategy.kind != 'none' else ''}), {d.device}, "
+            f"{torch.get_num_threads()} threads, {st.precision}"
             f"{', torch.compile' if st.compile else ''}"
             f"{' (' + st.compile_reason + ')' if st.compile_reason else ''}")
 

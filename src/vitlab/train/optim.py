@@ -29,24 +29,26 @@ def param_groups(model: nn.Module, weight_decay: float, layer_decay: float | Non
     ``layer_decay`` one lr scale per layer (``lr_scale`` = layer_decay ** (depth + 1 - layer))."""
     skip = model.no_weight_decay() if hasattr(model, "no_weight_decay") else set()
     depth = len(getattr(model, "blocks", ()))
-    groups: dict[tuple[bool, int], dict] = {}
+    groups: dict[tuple[bool, int, bool], dict] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         no_wd = p.ndim <= 1 or name in skip or name.split(".")[0] in skip
         layer = _layer_id(name, depth) if layer_decay is not None else 0
         scale = layer_decay ** (depth + 1 - layer) if layer_decay is not None else 1.0
-        g = groups.setdefault((no_wd, layer), {"params": [], "weight_decay": 0.0 if no_wd else weight_decay,
-                                               "lr_scale": scale})
+        # fsdp: sharded (DTensor) and replicated parameters apart, as the foreach/fused kernels take one kind
+        g = groups.setdefault((no_wd, layer, _is_dtensor(p)),
+                              {"params": [], "weight_decay": 0.0 if no_wd else weight_decay, "lr_scale": scale})
         g["params"].append(p)
     return list(groups.values())
 
 
-def build_optimizer(model: nn.Module, cfg: OptimSection) -> torch.optim.Optimizer:
-    """AdamW / Adam / SGD over ``param_groups``, with the fused (or foreach) kernels where available."""
+def build_optimizer(model: nn.Module, cfg: OptimSection, fused: bool = True) -> torch.optim.Optimizer:
+    """AdamW / Adam / SGD over ``param_groups``, with the fused kernels where available (and ``fused``),
+    else the foreach ones."""
     groups = param_groups(model, cfg.weight_decay, cfg.layer_decay)
     device = next(model.parameters()).device
-    fast = {"fused": True} if device.type in ("cuda", "cpu") else {"foreach": True}
+    fast = {"fused": True} if fused and device.type in ("cuda", "cpu") else {"foreach": True}
     if cfg.name == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, **fast)
     # The paper's "Adam with decoupled weight decay" is AdamW; plain Adam adds weight decay as L2 to the gradient.
@@ -80,6 +82,12 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         g["lr"] = lr * g.get("lr_scale", 1.0)
 
 
+def _is_dtensor(t: torch.Tensor) -> bool:
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(t, DTensor)
+
+
 class ModelEMA:
     """Exponential moving average of a model's parameters and buffers (Polyak averaging).
 
@@ -96,9 +104,12 @@ class ModelEMA:
     def update(self, model: nn.Module) -> None:
         self.updates += 1
         d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        ema = [t for t in self.module.state_dict().values() if t.is_floating_point()]
-        cur = [t for t in model.state_dict().values() if t.is_floating_point()]
-        torch._foreach_lerp_(ema, cur, 1.0 - d)
+        pairs = [(e, c) for e, c in zip(self.module.state_dict().values(), model.state_dict().values())
+                 if e.is_floating_point()]
+        for sharded in (False, True):  # foreach takes plain tensors or DTensors (fsdp), not a mix
+            group = [(e, c) for e, c in pairs if _is_dtensor(e) == sharded]
+            if group:
+                torch._foreach_lerp_([e for e, _ in group], [c for _, c in group], 1.0 - d)
 
     def state_dict(self) -> dict:
         return {"updates": self.updates, "decay": self.decay, "module": self.module.state_dict()}

@@ -5,6 +5,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..utils.io import atomic_write
+from ..weights.runs import FINAL_FILE, REPORT_FILE
 from .config import Config
 from .objectives import OBJECTIVES
 from .runlog import read_metrics
@@ -32,7 +34,7 @@ def plot_curves(records: list[dict[str, Any]], path: Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
     return path
 
@@ -59,19 +61,21 @@ def plot_confusion(confusion: list[list[int]], classes: list[str], path: Path) -
         ax.set_yticks(range(k), classes, fontsize=8)
     ax.set(xlabel="predicted", ylabel="true", title="confusion matrix (test)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
     return path
 
 
 def write_outputs(run_dir: Path, cfg: Config, final: dict[str, Any], classes: list[str]) -> None:
     run_dir = Path(run_dir)
-    (run_dir / "final.json").write_text(json.dumps(final, indent=2) + "\n")
     records = read_metrics(run_dir)
     plot_curves(records, run_dir / "curves.png")
     if "confusion" in final:  # classification; masked_patch pretraining has no labels to confuse
         plot_confusion(final["confusion"], classes, run_dir / "confusion.png")
-    (run_dir / "report.md").write_text(render_report(cfg, final, records))
+    report = render_report(cfg, final, records)
+    atomic_write(run_dir / REPORT_FILE, lambda tmp: tmp.write_text(report))
+    text = json.dumps(final, indent=2) + "\n"  # last: its existence tells the experiments the run finished
+    atomic_write(run_dir / FINAL_FILE, lambda tmp: tmp.write_text(text))
 
 
 def render_report(cfg: Config, final: dict[str, Any], records: list[dict[str, Any]]) -> str:

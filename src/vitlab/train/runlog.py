@@ -12,11 +12,12 @@ from typing import Any
 
 from tqdm import tqdm
 
-METRICS = "metrics.jsonl"
+from ..utils.io import atomic_write
+from ..weights.runs import METRICS_FILE
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    p = Path(run_dir) / METRICS
+    p = Path(run_dir) / METRICS_FILE
     if not p.is_file():
         return []
     return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
@@ -28,9 +29,9 @@ class RunLogger:
         self.file = self.tb = None
         if not enabled:
             return
-        path = Path(run_dir) / METRICS
-        kept = [r for r in read_metrics(run_dir) if r.get("step", 0) <= step]
-        path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        path = Path(run_dir) / METRICS_FILE
+        kept = "".join(json.dumps(r) + "\n" for r in read_metrics(run_dir) if r.get("step", 0) <= step)
+        atomic_write(path, lambda tmp: tmp.write_text(kept))  # then appended to, a whole line at a time
         self.file = open(path, "a")
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter

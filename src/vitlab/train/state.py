@@ -1,10 +1,9 @@
 """What a training step changes and a checkpoint holds: the model (and the objective's wrapper around it),
 optimizer, EMA, the augmentation stream, step counters; plus the switch to another image size at a stage.
+How the model runs over processes (none / DDP / FSDP, compile) is strategy.py's.
 """
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -12,13 +11,16 @@ import torch
 from torch import nn
 
 from ..data import EvalTransform, TrainTransform
+from ..weights.runs import is_sharded_checkpoint
+from ..weights.sharded import read_meta
 from .config import Config
-from .checkpoint import save_checkpoint
+from .checkpoint import load_checkpoint, load_sharded, save_checkpoint, save_sharded
 from .distributed import Dist, barrier
 from .objectives import Objective
 from .optim import ModelEMA, build_optimizer
 from .plan import Plan
 from .precision import Precision, agreed, choose_precision
+from .strategy import Strategy
 
 
 class TrainState:
@@ -34,13 +36,16 @@ class TrainState:
         self.trained = objective.attach(model)  # the module the optimizer steps (model, or a wrapper of it)
         if plan.size_at(0) != tuple(model.cfg.img_size):  # before the optimizer and EMA exist: nothing else to update
             model.set_input_size(plan.size_at(0))
-        self.optimizer = build_optimizer(self.trained, cfg.optim)
         self.ema = ModelEMA(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
-        self.compile, self.compile_reason = use_compile(cfg.train.compile, d.device)
-        self.net = self._wrap()
-        self.gen = torch.Generator()  # augmentation stream, reseeded per micro-batch
         x = torch.zeros(plan.micro, mc.in_chans, *plan.size_at(0), device=d.device)  # a micro-batch's shape
         self.set_precision(agreed(choose_precision(cfg.train.precision, model, x), d))
+        self.strategy = Strategy(cfg, d, sum(p.numel() for p in self.trained.parameters()), self.precision.bf16)
+        self.strategy.shard(self.trained)  # fsdp: in place, before the optimizer sees the parameters
+        if self.ema is not None:
+            self.strategy.shard(self.ema.module)
+        self.optimizer = build_optimizer(self.trained, cfg.optim, fused=self.strategy.fused_optimizer)
+        self.net = self.strategy.wrap(self.trained)
+        self.gen = torch.Generator()  # augmentation stream, reseeded per micro-batch
         self.step, self.best, self.train_time = 0, -1.0, 0.0
         self.last_saved: int | None = None
 
@@ -52,9 +57,18 @@ class TrainState:
         return torch.autocast(self.d.device.type, dtype=torch.bfloat16, enabled=self.autocast_dtype is not None)
 
     @property
+    def compile(self) -> bool:
+        return self.strategy.compile
+
+    @property
+    def compile_reason(self) -> str:
+        return self.strategy.compile_reason
+
+    @property
     def eval_model(self) -> nn.Module:
-        """What is evaluated and saved: the EMA weights when averaging, else the model."""
-        return self.ema.module if self.ema is not None else self.model
+        """What is evaluated and saved: the EMA weights when averaging, else the model (under fsdp a gathered
+        whole copy: every process must ask for it at the same time)."""
+        return self.strategy.gathered(self.ema.module if self.ema is not None else self.model)
 
     def eval_transform(self) -> EvalTransform:
         """Test-time preprocessing at the model's current size, as its metadata defines it (as predict does)."""
@@ -75,45 +89,62 @@ class TrainState:
                 self.optimizer.state.pop(old, None)
                 for g in self.optimizer.param_groups:
                     g["params"] = [new if p is old else p for p in g["params"]]
-        self.net = self._wrap()  # DDP registers parameters when built: rebuild it around the new ones
-
-    def _wrap(self) -> nn.Module:
-        """The module a step calls: the trained module, inside DDP when there are several processes,
-        compiled when train.compile says so."""
-        net = self.trained
-        if self.d.world > 1:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
-            net = DDP(self.trained, device_ids=[self.d.device] if self.d.device.type == "cuda" else None)
-        return torch.compile(net) if self.compile else net
+        self.net = self.strategy.wrap(self.trained)  # DDP registers parameters when built: rebuild it
 
     def stop_compiling(self, reason: str) -> None:
         """Train eagerly from the next call on (train.compile=auto after compiling failed)."""
-        self.compile, self.compile_reason = False, reason
-        self.net = self._wrap()
+        self.strategy.stop_compiling(reason)
+        self.net = self.strategy.wrap(self.trained)
 
     def save(self, best: bool = False) -> Path | None:
-        """Rank 0 writes RUN/checkpoints/step_N.pt (and best.pt); every process waits for it."""
+        """Rank 0 writes RUN/checkpoints/step_N.pt (and best.pt); under fsdp every process writes its shards
+        of step_N.dcp/ (and best.dcp/). Every process waits for it."""
         path = None
-        if self.d.main:
-            path = save_checkpoint(self.state_dict(), self.run_dir, self.cfg.train.keep_last, best=best)
+        keep = self.cfg.train.keep_last
+        if self.strategy.sharded:
+            path = save_sharded(self.state_dict(), self.run_dir, keep, best, self.d)
+        elif self.d.main:
+            path = save_checkpoint(self.state_dict(), self.run_dir, keep, best=best)
         barrier(self.d)
         self.last_saved = self.step
         return path
 
     def state_dict(self) -> dict[str, Any]:
         rng = {"torch": torch.get_rng_state(), "aug": self.gen.get_state()}
-        if torch.cuda.is_available():
+        if torch.cuda.is_available() and not self.strategy.sharded:  # each micro-batch reseeds CUDA too
             rng["cuda"] = torch.cuda.get_rng_state_all()
         epoch, in_epoch = divmod(self.step, self.plan.steps_per_epoch)
         return {
             "step": self.step, "epoch": epoch, "step_in_epoch": in_epoch, "total_steps": self.plan.total_steps,
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "model": self.model.state_dict(), "optimizer": self._optimizer_state(),
             "ema": self.ema.state_dict() if self.ema else None, "rng": rng, "best": self.best,
             "pretext": self.objective.state_dict(),
             "train_time": self.train_time, "world": self.d.world, "config": self.cfg.to_dict(),
             "img_size": list(self.model.cfg.img_size), "bf16": self.precision.bf16,
         }
+
+    def _optimizer_state(self) -> dict[str, Any]:
+        """The optimizer's state dict; under fsdp keyed by parameter name and sharded (DTensors)."""
+        if not self.strategy.sharded:
+            return self.optimizer.state_dict()
+        from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+        return get_optimizer_state_dict(self.trained, self.optimizer)
+
+    def read_checkpoint(self, path: Path) -> dict[str, Any]:
+        """A saved state for ``load_state_dict``: a ``.pt`` file, or under fsdp a ``.dcp`` directory read into
+        this run's sharded tensors (every process calls it)."""
+        sharded = is_sharded_checkpoint(path)
+        if sharded != self.strategy.sharded:
+            made = "fsdp" if sharded else "ddp (or one process)"
+            raise ValueError(f"{path} was saved under train.strategy={made} and cannot resume under "
+                             f"train.strategy={self.cfg.train.strategy} here ({self.strategy.kind}): resume "
+                             f"with train.strategy={'fsdp' if sharded else 'ddp'}, or start a new run (--out "
+                             f"elsewhere) from its weights: model.weights={path}")
+        if sharded:  # into tensors of the checkpoint's shapes: at the image size of the stage it was taken in
+            self.resize(tuple(read_meta(path).get("img_size", self.plan.sizes[0][1])))
+            return load_sharded(path, self.state_dict())
+        return load_checkpoint(path, map_location=self.d.device)
 
     def load_state_dict(self, st: dict[str, Any]) -> None:
         if st["step"] % self.plan.steps_per_epoch != st["step_in_epoch"]:
@@ -129,7 +160,12 @@ class TrainState:
             self.set_precision(Precision(st["bf16"], "auto: as the run being resumed chose"))  # its own arithmetic
         if st["pretext"] is not None:
             self.objective.load_state_dict(st["pretext"])
-        self.optimizer.load_state_dict(st["optimizer"])
+        if self.strategy.sharded:
+            from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
+
+            set_optimizer_state_dict(self.trained, self.optimizer, st["optimizer"])
+        else:
+            self.optimizer.load_state_dict(st["optimizer"])
         if self.ema is not None:
             if st["ema"] is None:
                 raise ValueError("the checkpoint has no EMA state but train.ema_decay > 0; resume without EMA")
@@ -141,15 +177,3 @@ class TrainState:
         self.step, self.best, self.train_time = int(st["step"]), float(st["best"]), float(st["train_time"])
         self.last_saved = self.step
 
-
-def use_compile(setting: bool | str, device: torch.device) -> tuple[bool, str]:
-    """Whether train.compile compiles the step here, and why (the run's first line says it). On a CPU,
-    inductor writes C++: "auto" compiles only where a compiler is on PATH, so a bare machine still trains."""
-    if setting != "auto":
-        return bool(setting), ""
-    if device.type == "cuda":
-        return True, "auto: CUDA"
-    for cxx in (os.environ.get("CXX"), "g++", "c++", "clang++"):
-        if cxx and shutil.which(cxx):
-            return True, f"auto: C++ compiler {cxx}"
-    return False, "auto: no C++ compiler found (install g++ to compile)"

@@ -20,13 +20,15 @@ from torch import Tensor
 
 from ..errors import CheckpointError
 from ..models.pretrained import CONFIG_NAME, FORMAT_TAG, WEIGHTS_NAME
-from .runs import MODEL_DIR, is_training_checkpoint, run_of, training_weights
+from .runs import MODEL_DIR, is_sharded_checkpoint, is_training_checkpoint, run_of, training_weights
+from .sharded import read_sharded
 
 # Format name -> what it is; shown in errors and by `vitlab info`.
 FORMATS = {
     "vitlab": "vitlab directory (config.json with \"format\": \"vitlab\" + model.safetensors, from save_pretrained)",
     "vitlab-run": "vitlab training run directory (its model/ sub-directory is a vitlab directory)",
-    "vitlab-train": "vitlab training checkpoint (RUN/checkpoints/*.pt; architecture, classes and normalisation from RUN/model)",
+    "vitlab-train": "vitlab training checkpoint (RUN/checkpoints/*.pt, or a sharded *.dcp directory; architecture, "
+                    "classes and normalisation from RUN/model)",
     "vitlab-state-dict": "vitlab state dict (.safetensors whose metadata carries the vitlab config)",
     "timm": "timm / bare vitlab state dict (.safetensors, .pth, .pt, .bin; possibly nested under 'state_dict'/'model')",
     "hf": "Hugging Face ViT directory (config.json with model_type 'vit' + model.safetensors or pytorch_model.bin)",
@@ -61,6 +63,8 @@ def read_checkpoint(path: str | os.PathLike, run_dir: str | os.PathLike | None =
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
+    if is_sharded_checkpoint(path):
+        return _read_training_checkpoint(path, read_sharded(path), run_dir)
     if path.is_dir():
         return _read_dir(path)
     kind = _sniff(path)
