@@ -318,9 +318,11 @@ class StreamingBatches:
         self._ready = {}
 
 
+Batches = InMemoryBatches | StreamingBatches  # what the training loop reads micro-batches from: get(step, k)
+
+
 def train_batches(source: Source, schedule: BatchSchedule, start_step: int, spec: CropSpec, seed: int,
-                  on_error: Literal["skip", "raise"], workers: int,
-                  device: torch.device) -> InMemoryBatches | StreamingBatches:
+                  on_error: Literal["skip", "raise"], workers: int, device: torch.device) -> Batches:
     """The provider for `source`: gathered on the device when it is in memory, else streamed by workers."""
     if source.in_memory:
         return InMemoryBatches(source, schedule, device)  # type: ignore[arg-type]

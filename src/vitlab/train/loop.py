@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..data.pipeline import CropSpec, default_workers, train_batches
+from ..data.pipeline import Batches, CropSpec, default_workers, train_batches
 from ..data.sampler import stream_seed
 from ..data.shard_order import ShardSchedule, training_schedule
 from ..utils.io import atomic_write
@@ -96,14 +96,14 @@ def _run(cfg: Config, run_dir: Path, d: dd.Dist, resume: str | Path | bool | Non
         batches.close()
 
 
-def _loop(st: TrainState, data: Data, batches, resumed: Path | None, progress: bool) -> TrainResult:
+def _loop(st: TrainState, data: Data, batches: Batches, resumed: Path | None, progress: bool) -> TrainResult:
     cfg, d, run_dir, plan, model, r = st.cfg, st.d, st.run_dir, st.plan, st.model, st.cfg.train
     log = RunLogger(run_dir, st.step, enabled=d.main, tensorboard=True)
     if d.main:
         atomic_write(run_dir / CONFIG_FILE, lambda tmp: tmp.write_text(cfg.to_yaml()))
         for note in data.notes:
             log.info(note)
-        log.info(_banner(st, data, resumed, batches))
+        log.info(_banner(st, data, resumed))
     t_start, reported = time.perf_counter(), 0  # reported: unreadable files logged so far
     last_eval: tuple[int, dict[str, Any]] | None = None  # (step, summary) of the latest evaluation
     window = [0.0, 0, 0.0]  # loss sum, steps, seconds in train_step (eval and saving excluded)
@@ -152,7 +152,7 @@ def _setup(cfg: Config, run_dir: Path, d: dd.Dist) -> tuple[TrainState, Data]:
                       cropped=not data.train.in_memory), data
 
 
-def _batches(st: TrainState, data: Data):
+def _batches(st: TrainState, data: Data) -> Batches:
     """The training images' provider, from the current step on (a resumed run reads no skipped sample)."""
     c, d, plan = st.cfg, st.d, st.plan
     schedule = training_schedule(c.data.shard_order, data.train, c.train.seed, plan.steps_per_epoch, plan.total_steps,
@@ -183,7 +183,7 @@ def _step_or_eager(st: TrainState, log: RunLogger, *step_args: Any) -> tuple[flo
         return train_step(st, *step_args)
 
 
-def train_step(st: TrainState, batches, signalled: int | None) -> tuple[float, float, int | None]:
+def train_step(st: TrainState, batches: Batches, signalled: int | None) -> tuple[float, float, int | None]:
     """One optimizer step. Returns the mean loss and gradient norm over processes, and the signal to stop
     on when any process was signalled (so that all stop after the same step)."""
     cfg, d, plan = st.cfg, st.d, st.plan
@@ -321,7 +321,7 @@ def _warn_changes(cfg: Config, saved: dict[str, Any], path: Path) -> None:
               + "\n  ".join(diff))
 
 
-def _report_skipped(st: TrainState, batches, log: RunLogger, reported: int) -> int:
+def _report_skipped(st: TrainState, batches: Batches, log: RunLogger, reported: int) -> int:
     """Log and list in RUN/skipped.txt the training files found unreadable since the last report (each was
     replaced by another image); returns how many of this process's are reported now."""
     new = batches.skipped[reported:]
@@ -334,7 +334,7 @@ def _report_skipped(st: TrainState, batches, log: RunLogger, reported: int) -> i
     return reported + len(new)
 
 
-def _banner(st: TrainState, data: Data, resumed: Path | None, batches) -> str:
+def _banner(st: TrainState, data: Data, resumed: Path | None) -> str:
     n = sum(p.numel() for p in st.model.parameters())
     c, d = st.cfg, st.d
     w = _workers(c, d)
