@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -57,3 +59,19 @@ def _spawner() -> Iterator:
 
 spawn = pytest.fixture(_spawner, name="spawn")
 spawn_module = pytest.fixture(_spawner, scope="module", name="spawn_module")
+
+
+@pytest.fixture
+def sigkill_at():
+    """SIGKILL a spawned training process as soon as ``path`` (a checkpoint) exists; fails if it ends first."""
+
+    def kill(proc: subprocess.Popen, path: Path, timeout: float = 180.0) -> None:
+        t0 = time.time()
+        while not path.exists():
+            assert proc.poll() is None, f"training ended before {path.name} appeared:\n{proc.stderr.read()}"
+            assert time.time() - t0 < timeout, f"{path} did not appear"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+    return kill

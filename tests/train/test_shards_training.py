@@ -3,9 +3,7 @@ resumed ends bit-identical to an uninterrupted one, and 2 processes under torchr
 training sample of an epoch exactly once between them (up to the documented remainder), in the order the
 schedule states."""
 import json
-import signal
 import textwrap
-import time
 
 import pytest
 import torch
@@ -31,7 +29,7 @@ def _weights(run):
 
 
 @pytest.mark.slow
-def test_sigkill_mid_epoch_on_shards_then_resume_is_bit_identical(tmp_path, make_folder, spawn, capsys):
+def test_sigkill_mid_epoch_on_shards_then_resume_is_bit_identical(tmp_path, make_folder, spawn, sigkill_at, capsys):
     folder = make_folder(tmp_path / "photos", per_class=20)
     assert main(["data", "pack", str(folder), str(tmp_path / "sh"), "--shard-size", "9"]) == 0
     args = SHARDED + [f"data.dataset={tmp_path / 'sh'}", "schedule.epochs=3", "schedule.warmup_steps=2",
@@ -41,13 +39,7 @@ def test_sigkill_mid_epoch_on_shards_then_resume_is_bit_identical(tmp_path, make
     assert "data.shard_order=shards" in capsys.readouterr().out
     killed = spawn("vitlab", "train", "--out", str(tmp_path / "kill"), "--no-progress", *args)
     ckpt = tmp_path / "kill" / "checkpoints" / "step_00000006.pt"  # mid-epoch 1
-    t0 = time.time()
-    while not ckpt.exists():
-        assert killed.poll() is None, killed.stderr.read()
-        assert time.time() - t0 < 180
-        time.sleep(0.01)
-    killed.send_signal(signal.SIGKILL)
-    killed.wait()
+    sigkill_at(killed, ckpt)
     assert not (tmp_path / "kill" / "final.json").exists()
     out = train(load_config(None, args), tmp_path / "kill", progress=False)
     assert out.step == 12

@@ -28,15 +28,13 @@ from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
 
 from ..data.pipeline import Batches, CropSpec, default_workers, train_batches
 from ..data.sampler import stream_seed
 from ..data.shard_order import ShardSchedule, training_schedule
 from ..utils.io import atomic_write
-from . import distributed as dd
-from ..utils.io import atomic_write
 from ..weights.runs import CONFIG_FILE, MODEL_DIR, SKIPPED_FILE
+from . import distributed as dd
 from .checkpoint import latest_checkpoint, remove_partial
 from .config import Config, config_from_dict
 from .objectives import EvalSetup, make_objective

@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import sys
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import ClassVar, Literal, Sequence
@@ -25,10 +24,10 @@ from PIL import Image
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ...utils.io import atomic_write
 from ...utils.size import SizeLike, to_2tuple
 from ..base import Source, Strings, as_index
 from .arrays import ImageDataset
+from .cached import read_cached, write_cached
 from .images import guess_channels, image_extensions, image_to_array, load_image, unusable_reason
 
 PathLike = str | os.PathLike
@@ -85,18 +84,12 @@ def default_cache_path(root: PathLike) -> Path:
 def _read_cache(path: Path, fingerprint: str) -> ImageDataset | None:
     """The cached dataset if `path` holds one made from exactly these files and options, else None
     (an unreadable cache is rebuilt, with a note, rather than being fatal)."""
-    if not path.is_file():
+    z = read_cached(path, fingerprint, "cache")
+    if z is None:
         return None
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if str(z["fingerprint"]) != fingerprint:
-                return None
-            skipped = [(str(a), str(b)) for a, b in z["skipped"].tolist()]
-            return ImageDataset(torch.from_numpy(z["images"]), torch.from_numpy(z["labels"]), z["classes"].tolist(),
-                                skipped, paths=z["paths"].tolist())
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
-        print(f"note: ignoring unreadable cache {path} ({e}); decoding again", file=sys.stderr)
-        return None
+    skipped = [(str(a), str(b)) for a, b in z["skipped"].tolist()]
+    return ImageDataset(torch.from_numpy(z["images"]), torch.from_numpy(z["labels"]), z["classes"].tolist(),
+                        skipped, paths=z["paths"].tolist())
 
 
 def _report_skipped(root: Path, skipped: list[tuple[str, str]], limit: int = 20) -> str:
@@ -186,15 +179,9 @@ def load_image_folder(
         print(f"warning: class folder(s) without readable images in {root}: {', '.join(empty)}", file=sys.stderr)
     if cache is not None:
         arrays = dict(images=ds.images.numpy(), labels=ds.labels.numpy(), classes=np.array(classes),
-                      skipped=np.array(skipped, dtype=str).reshape(-1, 2), fingerprint=np.array(fp),
-                      paths=np.array(paths, dtype=str))
-        atomic_write(Path(cache), lambda tmp: _savez(tmp, arrays))
+                      skipped=np.array(skipped, dtype=str).reshape(-1, 2), paths=np.array(paths, dtype=str))
+        write_cached(Path(cache), arrays, fp)
     return ds
-
-
-def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    with open(path, "wb") as f:  # a file object: np.savez would append '.npz' to a path
-        np.savez(f, **arrays)
 
 
 # ------------------------------------------------------------------------------------------- lazy folders
@@ -279,9 +266,8 @@ def open_folder_lazy(root: PathLike, on_error: Literal["skip", "raise"] = "skip"
         src = FolderSource(root, paths, labels, classes, skipped, found)
         if index is not None:
             arrays = dict(data=paths.data, offsets=paths.offsets, labels=labels.numpy(), classes=np.array(classes),
-                          skipped=np.array(skipped, dtype=str).reshape(-1, 2), key=np.array(key),
-                          channels=np.array(src.channels))
-            atomic_write(index, lambda tmp: _savez(tmp, arrays))
+                          skipped=np.array(skipped, dtype=str).reshape(-1, 2), channels=np.array(src.channels))
+            write_cached(index, arrays, key)
     if channels is not None:
         src.channels = channels
     if report:
@@ -290,18 +276,12 @@ def open_folder_lazy(root: PathLike, on_error: Literal["skip", "raise"] = "skip"
 
 
 def _read_index(path: Path, key: str, root: Path) -> FolderSource | None:
-    if not path.is_file():
+    z = read_cached(path, key, "folder index")
+    if z is None:
         return None
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if str(z["key"]) != key:
-                return None
-            skipped = [(str(a), str(b)) for a, b in z["skipped"].tolist()]
-            return FolderSource(root, Strings(data=z["data"], offsets=z["offsets"]), torch.from_numpy(z["labels"]),
-                                z["classes"].tolist(), skipped, int(z["channels"]))
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
-        print(f"note: ignoring unreadable folder index {path} ({e}); scanning again", file=sys.stderr)
-        return None
+    skipped = [(str(a), str(b)) for a, b in z["skipped"].tolist()]
+    return FolderSource(root, Strings(data=z["data"], offsets=z["offsets"]), torch.from_numpy(z["labels"]),
+                        z["classes"].tolist(), skipped, int(z["channels"]))
 
 
 def physical_memory() -> int:

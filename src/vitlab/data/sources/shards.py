@@ -43,9 +43,7 @@ import io
 import json
 import os
 import re
-import sys
 import tarfile
-import zipfile
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -59,8 +57,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ...errors import NoTestSplitError
-from ...utils.io import atomic_write
 from ..base import SPLIT_DIRS, Source, Strings, as_index
+from .cached import read_cached, write_cached
 from .folder import report_or_raise
 from .images import guess_channels, image_extensions
 
@@ -330,10 +328,10 @@ def open_shards(spec: str, split: str = "train", on_error: Literal["skip", "rais
     key = _index_key(files)
     where = index_path(files, key, cache)
     with _exclusive(where):  # the processes of a node starting together: one reads the headers, the rest wait
-        cached = _read_index(where, key)
+        cached = read_cached(where, key, "shard index")
         if cached is None:
             cached = _build_index(files)
-            atomic_write(where, lambda tmp: _save(tmp, {**cached, "key": np.array(key)}))
+            write_cached(where, cached, key)
     src = _source(files, cached)
     report_or_raise(files[0].parent, src.skipped, on_error)
     return src
@@ -403,21 +401,3 @@ def _source(files: list[Path], a: dict[str, np.ndarray], check: bool = True) -> 
     skipped = [(str(p), str(why)) for p, why in a["skipped"].tolist()]
     return ShardSource(files, a["shard"], a["offset"], a["size"], Strings(data=a["key_data"], offsets=a["key_offsets"]),
                        labels, classes, skipped, int(a["channels"]))
-
-
-def _save(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    with open(path, "wb") as f:  # a file object: np.savez would append '.npz' to a path
-        np.savez(f, **arrays)
-
-
-def _read_index(path: Path, key: str) -> dict[str, np.ndarray] | None:
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if str(z["key"]) != key:
-                return None
-            return {k: z[k] for k in z.files if k != "key"}
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
-        print(f"note: ignoring unreadable shard index {path} ({e}); indexing again", file=sys.stderr)
-        return None
