@@ -44,7 +44,14 @@ class Strings:
         return (self[i] for i in range(len(self)))
 
     def take(self, indices: np.ndarray) -> Strings:
-        return Strings([self[int(i)] for i in indices])
+        """The strings at `indices`, gathered as bytes (no Python string per item)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        starts = self.offsets[idx]
+        lengths = self.offsets[idx + 1] - starts
+        offsets = np.zeros(len(idx) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        positions = np.arange(offsets[-1]) + np.repeat(starts - offsets[:-1], lengths)
+        return Strings(data=self.data[positions], offsets=offsets)
 
 
 def as_index(indices: Sequence[int] | Tensor | np.ndarray) -> Tensor:

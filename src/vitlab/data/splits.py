@@ -21,7 +21,7 @@ from ..utils.io import atomic_write
 from .base import Source
 from .holdout import holdout_mask
 from .sources import canonical_spec, has_test_split, open_dataset, open_dataset_path, open_folder
-from .sources.folder import open_folder_lazy
+from .sources.folder import FolderSource
 
 PathLike = str | os.PathLike
 SPLIT_FILE = "split.json"
@@ -66,7 +66,7 @@ def open_run_data(
         test = open_dataset(spec, "test", data_dir, **opts, in_memory=False)
         return RunData(train, test, False,
                        [f"test set: the source's own test split ({len(test)} images)", *how, *_resize_note(train, size)])
-    full, how, root = _open(spec, "train", data_dir, opts, in_memory)
+    full, how, files = _open(spec, "train", data_dir, opts, in_memory)
     path = Path(run_dir) / SPLIT_FILE
     if path.is_file():
         saved = read_split(path)
@@ -82,28 +82,27 @@ def open_run_data(
                 f"seed {seed}; data.test_fraction) are held out and never trained on; list in {path}")
         if write:
             write_split(path, spec, full, mask, test_fraction, seed, data_dir, size, on_error)
-    return RunData(full.subset(~mask), _from_files(full, mask, root, on_error, cache), True,
+    return RunData(full.subset(~mask), _from_files(full, mask, files), True,
                    [note, *how, *_resize_note(full, size)])
 
 
-def _from_files(full: Source, mask: torch.Tensor, root: Path | None, on_error: str, cache: PathLike | None) -> Source:
+def _from_files(full: Source, mask: torch.Tensor, files: FolderSource | None) -> Source:
     """The `mask` rows of `full`; for a folder decoded into memory, the same files read lazily instead."""
-    if not full.in_memory or root is None:
+    if not full.in_memory or files is None:
         return full.subset(mask)
     held = {full.paths[i] for i in mask.nonzero().flatten().tolist()}
-    lazy = open_folder_lazy(root, on_error, cache=cache, report=False)  # type: ignore[arg-type]
-    return lazy.subset([i for i, p in enumerate(lazy.paths) if p in held])
+    return files.subset([i for i, p in enumerate(files.paths) if p in held])
 
 
 def _open(spec: str, split: str, data_dir: PathLike | None, opts: dict[str, Any],
-          in_memory: bool | str) -> tuple[Source, list[str], Path | None]:
+          in_memory: bool | str) -> tuple[Source, list[str], FolderSource | None]:
     """open_dataset, and for an image folder the line saying whether it was decoded into memory and why,
-    and the folder."""
+    and its files read lazily (FolderSource)."""
     root = open_dataset_path(spec, split, data_dir)
     if root is None:
         return open_dataset(spec, split, data_dir, **opts), [], None
-    src, why = open_folder(root, opts["size"], opts["on_error"], opts["cache"], in_memory)
-    return src, [f"images: {why}"], root
+    src, why, files = open_folder(root, opts["size"], opts["on_error"], opts["cache"], in_memory)
+    return src, [f"images: {why}"], files
 
 
 def _resize_note(ds: Source, size: Any) -> list[str]:

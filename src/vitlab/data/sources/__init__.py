@@ -32,10 +32,10 @@ from .shards import ShardSource, is_shard_spec, open_shards, shard_split
 PathLike = str | os.PathLike
 
 __all__ = ["DEBIAN_FASHION_MNIST", "DIGIT_CLASSES", "FASHION_MNIST_CLASSES", "NAMED_DATASETS", "FolderSource",
-           "HFSource", "ImageDataset", "ShardSource", "canonical_spec", "ImageTooLargeError", "Source", "decode_image", "describe_dataset", "find_images",
-           "has_test_split", "image_extensions", "image_to_array", "load_arrays", "load_cifar_binary", "load_digits",
-           "load_idx", "load_image", "load_image_folder", "load_mnist5k", "load_npz", "open_dataset", "open_dataset_path", "open_folder",
-           "read_idx", "search_dirs", "unusable_reason"]
+           "HFSource", "ImageDataset", "ImageTooLargeError", "ShardSource", "Source", "canonical_spec", "decode_image",
+           "describe_dataset", "find_images", "has_test_split", "image_extensions", "image_to_array", "load_arrays",
+           "load_cifar_binary", "load_digits", "load_idx", "load_image", "load_image_folder", "load_mnist5k", "load_npz",
+           "open_dataset", "open_dataset_path", "open_folder", "read_idx", "search_dirs", "unusable_reason"]
 
 
 def open_dataset(
@@ -107,17 +107,16 @@ def open_dataset_path(spec: str, split: str, data_dir: PathLike | None = None) -
 
 
 def open_folder(root: Path, size: SizeLike | None, on_error: Literal["skip", "raise"], cache: PathLike | None,
-                in_memory: bool | str) -> tuple[Source, str]:
-    """An image folder, lazy or decoded into memory, and the line saying which and why."""
+                in_memory: bool | str) -> tuple[Source, str, FolderSource]:
+    """An image folder, lazy or decoded into memory, the line saying which and why, and the folder's index
+    (the lazy source itself, or the same files read lazily beside the decoded ones)."""
     hw = None if size is None else to_2tuple(size)
-    if in_memory is True:
-        return load_image_folder(root, hw, on_error, cache=cache), "data.in_memory=true"
     lazy = open_folder_lazy(root, on_error, cache=cache, report=False)
     keep, why = decide_in_memory(in_memory, len(lazy), hw)
     if keep:  # decoding finds the files a scan cannot (corrupt, truncated) and reports them all together
-        return load_image_folder(root, hw, on_error, cache=cache), why
+        return load_image_folder(root, hw, on_error, cache=cache), why, lazy
     report_or_raise(root, lazy.skipped, on_error)
-    return lazy, why
+    return lazy, why, lazy
 
 
 def _existing_path(spec: str) -> Path:
