@@ -170,17 +170,33 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
 
+    def qkv_bias(self) -> Tensor:
+        """The fused q/k/v bias, with the key part cut from the gradient.
+
+        Adding one vector to every key adds q . b_k to all of a query's scores, which softmax ignores: the
+        key bias's gradient is exactly zero, and what backward computes for it is rounding noise. Adam
+        divides that noise by its own running size, so it would move the key bias by lr-sized steps whose
+        sign depends on the summation order of the machine and process count. Detaching it gives the zero
+        exact arithmetic gives (the key bias keeps its initial or loaded value; it has no weight decay) and
+        changes no forward value: the concatenation holds the same numbers as the parameter.
+        """
+        b = self.qkv.bias
+        if not (torch.is_grad_enabled() and b.requires_grad):
+            return b
+        D = b.shape[0] // 3
+        return torch.cat([b[:D], b[D:2 * D].detach(), b[2 * D:]])
+
     def forward(self, x: Tensor, return_attention: bool = False,
                 num_queries: int | None = None) -> tuple[Tensor, Tensor | None]:
         """``num_queries``: only the first that many tokens attend and get an output (the others still
         serve as keys and values); a classifier that reads the class token needs no more in the last block."""
         B, N, D = x.shape
         H, Dh = self.num_heads, self.head_dim
+        w, b = self.qkv.weight, self.qkv_bias()
         if num_queries is None:
             # (B, N, 3 * D) -> q, k, v as (B, heads, N, head_dim) strided views of the one qkv output.
-            q, k, v = self.qkv(x).view(B, N, 3, H, Dh).permute(2, 0, 3, 1, 4).unbind(0)
+            q, k, v = F.linear(x, w, b).view(B, N, 3, H, Dh).permute(2, 0, 3, 1, 4).unbind(0)
         else:
-            w, b = self.qkv.weight, self.qkv.bias
             q = F.linear(x[:, :num_queries], w[:D], b[:D]).view(B, num_queries, H, Dh).transpose(1, 2)
             k, v = F.linear(x, w[D:], b[D:]).view(B, N, 2, H, Dh).permute(2, 0, 3, 1, 4).unbind(0)
         drop = self.attn_drop if self.training else 0.0
@@ -259,6 +275,22 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(D, eps=cfg.norm_eps)
         self.mlp = Mlp(D, cfg.mlp_dim, cfg.act, drop=cfg.drop_rate)
         self.drop_path = DropPath(drop_path)
+
+    def qkv_bias(self) -> Tensor:
+        """The fused q/k/v bias, with the key part cut from the gradient.
+
+        Adding one vector to every key adds q . b_k to all of a query's scores, which softmax ignores: the
+        key bias's gradient is exactly zero, and what backward computes for it is rounding noise. Adam
+        divides that noise by its own running size, so it would move the key bias by lr-sized steps whose
+        sign depends on the summation order of the machine and process count. Detaching it gives the zero
+        exact arithmetic gives (the key bias keeps its initial or loaded value; it has no weight decay) and
+        changes no forward value: the concatenation holds the same numbers as the parameter.
+        """
+        b = self.qkv.bias
+        if not (torch.is_grad_enabled() and b.requires_grad):
+            return b
+        D = b.shape[0] // 3
+        return torch.cat([b[:D], b[D:2 * D].detach(), b[2 * D:]])
 
     def forward(self, x: Tensor, return_attention: bool = False,
                 num_queries: int | None = None) -> tuple[Tensor, Tensor | None]:
