@@ -1,4 +1,10 @@
-"""Shared test settings: deterministic seeds and small thread counts (CI has 2 cores); photo-like JPEG folders."""
+"""Shared test settings: deterministic seeds and small thread counts (CI has 2 cores); photo-like JPEG folders;
+the peer libraries' Python (timm, transformers with torchvision)."""
+import json
+import os
+import subprocess
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -46,3 +52,35 @@ def photo():
 @pytest.fixture
 def make_folder():
     return _make_folder
+
+
+PEERS_PYTHON = Path(__file__).resolve().parents[1] / ".venv-peers" / "bin" / "python"
+
+
+@pytest.fixture(scope="session")
+def peer():
+    """Runs a script under the peer libraries' Python and returns the JSON object its last stdout line prints.
+
+    timm imports torchvision, and transformers' fast image processors need it; PyPI's torchvision does not
+    import beside the CPU torch vitlab is tested with, so the peers live in their own environment
+    (`bash scripts/setup.sh peers` makes .venv-peers; VITLAB_PEERS_PYTHON points elsewhere). They exchange
+    files with the test (safetensors, .npy, JSON), never Python objects. CI must run them: there a missing
+    environment fails instead of skipping.
+    """
+    python = Path(os.environ.get("VITLAB_PEERS_PYTHON", PEERS_PYTHON))
+    if not python.exists():
+        reason = f"no peer environment at {python}: run `bash scripts/setup.sh peers`"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+    def run(script: str | Path, *args: str, timeout: float = 600) -> dict:
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+        env.update(OMP_NUM_THREADS="2", HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="error")
+        cmd = [str(python), *(["-c", script] if "\n" in str(script) else [str(script)]), *map(str, args)]
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+        if p.returncode != 0:
+            raise AssertionError(f"peer script failed ({p.returncode}):\n{p.stderr[-4000:]}")
+        return json.loads(p.stdout.strip().splitlines()[-1])
+
+    return run
