@@ -276,22 +276,6 @@ class Block(nn.Module):
         self.mlp = Mlp(D, cfg.mlp_dim, cfg.act, drop=cfg.drop_rate)
         self.drop_path = DropPath(drop_path)
 
-    def qkv_bias(self) -> Tensor:
-        """The fused q/k/v bias, with the key part cut from the gradient.
-
-        Adding one vector to every key adds q . b_k to all of a query's scores, which softmax ignores: the
-        key bias's gradient is exactly zero, and what backward computes for it is rounding noise. Adam
-        divides that noise by its own running size, so it would move the key bias by lr-sized steps whose
-        sign depends on the summation order of the machine and process count. Detaching it gives the zero
-        exact arithmetic gives (the key bias keeps its initial or loaded value; it has no weight decay) and
-        changes no forward value: the concatenation holds the same numbers as the parameter.
-        """
-        b = self.qkv.bias
-        if not (torch.is_grad_enabled() and b.requires_grad):
-            return b
-        D = b.shape[0] // 3
-        return torch.cat([b[:D], b[D:2 * D].detach(), b[2 * D:]])
-
     def forward(self, x: Tensor, return_attention: bool = False,
                 num_queries: int | None = None) -> tuple[Tensor, Tensor | None]:
         """``num_queries``: output only the first that many tokens (see Attention)."""
