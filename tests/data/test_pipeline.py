@@ -1,5 +1,6 @@
 """The streaming path: micro-batches as a pure function of numbers, per-sample crops on the original image,
-reduced-size JPEG decoding, unreadable files replaced deterministically, whatever the number of workers, by stand-ins with their own labels."""
+reduced-size JPEG decoding, unreadable files replaced deterministically (whatever the number of workers) by
+stand-ins that carry their own labels."""
 import io
 
 import numpy as np
