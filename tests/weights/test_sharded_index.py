@@ -70,7 +70,8 @@ def test_an_index_naming_another_callable_is_refused_before_it_is_called(tmp_pat
     marker = tmp_path / "ran"  # os.mkdir / os.system("mkdir ...") would create it
     arg = f"mkdir {marker}" if name.endswith("system") else str(marker)
     (path / INDEX).write_bytes(_calling(module, name, arg))
+    refused = rf"refused to read .*the index asks for {module}\.{name}.*never runs"
     for read in (lambda: safe_reader(path).read_metadata(), lambda: read_sharded(path)):
-        with pytest.raises(CheckpointError, match=rf"refused to read .*the index asks for {module}\.{name}.*never runs"):
+        with pytest.raises(CheckpointError, match=refused):
             read()
     assert not marker.exists()
