@@ -4,12 +4,13 @@ each Hugging Face directory's image processor, as a user gets it by default and 
     python hf_processor_peer.py WORKDIR
 reads WORKDIR/job.json ({"dirs": [...], "images": [...]}, paths), writes each result to
 WORKDIR/<dir name>.<variant>.<image stem>.npy and prints one JSON line: for each directory and variant,
-the processor's class and backend."""
+the processor's class and backend, and torch's CPU kernels ("cpu": AVX2, AVX512, DEFAULT, ...)."""
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 import transformers
 from PIL import Image
 
@@ -18,7 +19,7 @@ VARIANTS = {"default": {}, "use_fast": {"use_fast": True}, "pil": {"backend": "p
 transformers.utils.logging.set_verbosity_error()
 work = Path(sys.argv[1])
 job = json.loads((work / "job.json").read_text())
-info = {}
+info = {"cpu": torch.backends.cpu.get_cpu_capability()}
 for d in map(Path, job["dirs"]):
     for variant, kwargs in VARIANTS.items():
         proc = transformers.AutoImageProcessor.from_pretrained(d, **kwargs)

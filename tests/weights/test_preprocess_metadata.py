@@ -148,13 +148,15 @@ def test_the_fast_hf_image_processor_is_the_default_with_torchvision_and_within_
         fast_processed, fields, processor):
     """transformers' fast processor (torchvision's uint8 resize), the one AutoImageProcessor gives by default
     (transformers 5) wherever torchvision is installed, and with use_fast=True: at most one grey level from
-    vitlab's pixels on photos, in under 1% of the values where Pillow resizes the width first, as torchvision
-    always does (wide images, and every eval_resize=shorter resize), and in up to a quarter of them where Pillow
-    (13 and later) resizes the height first: tall images reduced more in height than in width, here 97x50 to 32x32
-    or 36x36, 19% and 22% measured; rounding one pass to whole levels before the other is what differs. On
-    noise-like images the second kind reaches several levels (up to 21 measured, bicubic). The slow processor in
-    the same environment stays exact, so the difference is the backend's, not the versions'. The centre crop
-    floors a half offset as the slow one does (the test before)."""
+    vitlab's pixels on photos. How many values differ depends on the image and the CPU. Under 1% where Pillow
+    resizes the width first, as torch always does (wide images, and every eval_resize=shorter resize), on CPUs
+    where torch runs its AVX2 / AVX-512 uint8 kernels; with its generic kernels (ATEN_CPU_CAPABILITY=default:
+    CPUs without AVX2, and other architectures) 17% of the bilinear values here. Up to a quarter where Pillow
+    (13 and later) resizes the height first: tall images reduced more in height than in width, here 97x50 to
+    32x32 and 36x36, 19% and 22% measured, as each pass rounds to whole levels before the other. On noise-like
+    images the height-first case reaches several levels (up to 21 measured, bicubic). The slow processor in the
+    same environment stays exact, so the difference is the backend's, not the versions'. The centre crop floors
+    a half offset as the slow one does (the test before)."""
     work, models, images, info = fast_processed
     name = PROCESSOR_IDS[[p for _, p in PROCESSORS].index(processor)]
     cfg = models[name].cfg
@@ -168,8 +170,9 @@ def test_the_fast_hf_image_processor_is_the_default_with_torchvision_and_within_
     wide = _grey_levels(load("default", "wide_noise"), ours["wide_noise"], cfg)
     tall = _grey_levels(load("default", "tall_photo"), ours["tall_photo"], cfg)
     assert wide.max() < 1.001 and tall.max() < 1.001, (wide.max(), tall.max())
-    assert 0 < (wide > 0.5).mean() < 0.01, (wide > 0.5).mean()
-    assert (tall > 0.5).mean() < (0.3 if name != "bit" else 0.01), (tall > 0.5).mean()
+    simd = info["cpu"] in ("AVX2", "AVX512")  # torch's x86 uint8 resize kernels; elsewhere its generic ones
+    assert 0 < (wide > 0.5).mean() < (0.01 if simd else 0.3), ((wide > 0.5).mean(), info["cpu"])
+    assert (tall > 0.5).mean() < (0.01 if simd and name == "bit" else 0.3), ((tall > 0.5).mean(), info["cpu"])
     for stem in images:
         np.testing.assert_array_equal(load("use_fast", stem), load("default", stem))
 
