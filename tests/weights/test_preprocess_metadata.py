@@ -50,12 +50,11 @@ def test_a_config_json_from_before_the_fields_means_todays_default(tmp_path):
     assert Preprocess.from_config(load_model(tmp_path / "old").cfg) == Preprocess(32, "whole", 1.0, "bilinear")
 
 
-PROCESSORS = [
-    ({}, "ViTImageProcessor"),
-    (dict(eval_crop_pct=0.875, eval_interpolation="bicubic"), "DeiTImageProcessor"),
-    (FIELDS, "BitImageProcessor"),
-]
-PROCESSOR_IDS = ["vit", "deit", "bit"]
+PROCESSORS = {  # case: (eval_* fields, the HF processor class they export as)
+    "vit": ({}, "ViTImageProcessor"),
+    "deit": (dict(eval_crop_pct=0.875, eval_interpolation="bicubic"), "DeiTImageProcessor"),
+    "bit": (FIELDS, "BitImageProcessor"),
+}
 
 
 def _model(fields: dict) -> vitlab.VisionTransformer:
@@ -71,7 +70,7 @@ def _grey_levels(theirs, ours, cfg) -> np.ndarray:
     return np.abs(np.asarray(theirs) - np.asarray(ours)) * np.array(cfg.std)[:, None, None] * 255
 
 
-@pytest.mark.parametrize("fields, processor", PROCESSORS, ids=PROCESSOR_IDS)
+@pytest.mark.parametrize("fields, processor", PROCESSORS.values(), ids=PROCESSORS)
 def test_hf_image_processor_reproduces_the_preprocessing_and_reads_back(tmp_path, fields, processor):
     """transformers' slow (PIL) processor, the one AutoImageProcessor gives where torchvision is not installed:
     the same pixels as vitlab (Pillow's resize on both sides; float rounding only), wherever the centre crop's
@@ -94,10 +93,10 @@ def test_hf_image_processor_reproduces_the_preprocessing_and_reads_back(tmp_path
 # both of transformers' processors floor it. With img_size 32: eval_resize=shorter scales a 48x90 (w x h) image
 # to 36x67, offset (67 - 32) / 2 = 17.5 (vitlab 18, HF 17); eval_resize=whole at crop_pct 0.9 scales to 35x35,
 # offset 1.5 on both axes (vitlab 2, HF 1).
-HALF_OFFSETS = [
-    (FIELDS, (slice(1, None), slice(None))),
-    (dict(eval_crop_pct=0.9), (slice(1, None), slice(1, None))),
-]
+HALF_OFFSETS = {  # case: (eval_* fields, the rows and columns HF's crop holds beyond vitlab's)
+    "bit_half": (FIELDS, (slice(1, None), slice(None))),
+    "deit_half": (dict(eval_crop_pct=0.9), (slice(1, None), slice(1, None))),
+}
 
 
 def _one_pixel_nearer_the_top_left(theirs, ours, rows_cols) -> tuple[np.ndarray, np.ndarray]:
@@ -107,7 +106,7 @@ def _one_pixel_nearer_the_top_left(theirs, ours, rows_cols) -> tuple[np.ndarray,
     return np.asarray(theirs)[:, rows, cols], np.asarray(ours)[:, back[0], back[1]]
 
 
-@pytest.mark.parametrize("fields, rows_cols", HALF_OFFSETS, ids=["bit", "deit"])
+@pytest.mark.parametrize("fields, rows_cols", HALF_OFFSETS.values(), ids=HALF_OFFSETS)
 def test_hf_processors_crop_one_pixel_nearer_the_top_left_where_the_offset_is_a_half(tmp_path, fields, rows_cols):
     transformers = pytest.importorskip("transformers")
     transformers.utils.logging.set_verbosity_error()
@@ -126,13 +125,9 @@ def fast_processed(peer, tmp_path_factory):
     """Each case's HF directory and test images through transformers in the peer environment (torchvision
     installed): per directory, the processor a user gets by default, with use_fast=True, and with backend="pil"."""
     work = tmp_path_factory.mktemp("hf_fast")
-    models = {}
-    for name, (fields, _) in zip(PROCESSOR_IDS, PROCESSORS):
-        models[name] = _model(fields)
-        save_hf(models[name], work / name)
-    for name, (fields, _) in zip(["bit_half", "deit_half"], HALF_OFFSETS):
-        models[name] = _model(fields)
-        save_hf(models[name], work / name)
+    models = {name: _model(fields) for name, (fields, _) in {**PROCESSORS, **HALF_OFFSETS}.items()}
+    for name, model in models.items():
+        save_hf(model, work / name)
     images = {"wide_noise": _noise(45, 61), "tall_photo": Image.fromarray(_photo(97, 50, 1)),
               "half_offset": Image.fromarray(_photo(90, 48, 1))}
     for stem, img in images.items():
@@ -143,9 +138,8 @@ def fast_processed(peer, tmp_path_factory):
     return work, models, images, info
 
 
-@pytest.mark.parametrize("fields, processor", PROCESSORS, ids=PROCESSOR_IDS)
-def test_the_fast_hf_image_processor_is_the_default_with_torchvision_and_within_one_grey_level(
-        fast_processed, fields, processor):
+@pytest.mark.parametrize("name", PROCESSORS)
+def test_the_fast_hf_image_processor_is_the_default_with_torchvision_and_within_one_grey_level(fast_processed, name):
     """transformers' fast processor (torchvision's uint8 resize), the one AutoImageProcessor gives by default
     (transformers 5) wherever torchvision is installed, and with use_fast=True: at most one grey level from
     vitlab's pixels on photos. How many values differ depends on the image and the CPU. Under 1% where Pillow
@@ -158,8 +152,7 @@ def test_the_fast_hf_image_processor_is_the_default_with_torchvision_and_within_
     same environment stays exact, so the difference is the backend's, not the versions'. The centre crop floors
     a half offset as the slow one does (the test before)."""
     work, models, images, info = fast_processed
-    name = PROCESSOR_IDS[[p for _, p in PROCESSORS].index(processor)]
-    cfg = models[name].cfg
+    cfg, processor = models[name].cfg, PROCESSORS[name][1]
     assert info[f"{name}.default"] == info[f"{name}.use_fast"] == {"class": processor, "backend": "torchvision"}
     assert info[f"{name}.pil"] == {"class": processor + "Pil", "backend": "pil"}
     transform = EvalTransform.for_model(cfg)
@@ -177,10 +170,10 @@ def test_the_fast_hf_image_processor_is_the_default_with_torchvision_and_within_
         np.testing.assert_array_equal(load("use_fast", stem), load("default", stem))
 
 
-@pytest.mark.parametrize("name, rows_cols", [("bit_half", HALF_OFFSETS[0][1]), ("deit_half", HALF_OFFSETS[1][1])])
-def test_the_fast_hf_image_processor_crops_like_the_slow_one(fast_processed, name, rows_cols):
+@pytest.mark.parametrize("name", HALF_OFFSETS)
+def test_the_fast_hf_image_processor_crops_like_the_slow_one(fast_processed, name):
     work, models, images, _ = fast_processed
-    cfg = models[name].cfg
+    cfg, rows_cols = models[name].cfg, HALF_OFFSETS[name][1]
     ours = EvalTransform.for_model(cfg).image(images["half_offset"]).numpy()
     for variant in ("default", "pil"):
         theirs = np.load(work / f"{name}.{variant}.half_offset.npy")
