@@ -232,12 +232,13 @@ def test_hub_names_through_a_local_endpoint(weights_server, tmp_path):
     hf_dir = save_hf(hf_model, tmp_path / "hf")
     for f in hf_dir.iterdir():
         weights_server.files[f"/google/vit-tiny-test/{f.name}"] = f.read_bytes()
-    timm_model = tiny("vit_b16", img_size=224, num_classes=1000, act="gelu")
+    # a timm file tells no head count: the width must be a registered one (192: Ti, 3 heads), as real ones are
+    timm_model = tiny("vit_b16", img_size=224, num_classes=1000, act="gelu", embed_dim=192, num_heads=3)
     timm_file = save_timm(timm_model, tmp_path / "timm.safetensors")
     repo = "/" + get_pretrained("vit_b16.augreg2_in21k_ft_in1k").hub_repo
     weights_server.files[repo + "/model.safetensors"] = timm_file.read_bytes()
     weights_server.files[repo + "/config.json"] = json.dumps({  # timm's hub config.json layout
-        "architecture": "vit_base_patch16_224", "num_classes": 1000, "num_features": 16, "global_pool": "token",
+        "architecture": "vit_base_patch16_224", "num_classes": 1000, "num_features": 192, "global_pool": "token",
         "pretrained_cfg": {"tag": "augreg2_in21k_ft_in1k", "input_size": [3, 224, 224], "interpolation": "bicubic",
                            "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "crop_pct": 0.9, "crop_mode": "center",
                            "num_classes": 1000}}).encode()

@@ -246,23 +246,32 @@ def hf_hub_snapshot(repo: str) -> Path:
     repo_id, _, revision = repo.partition("@")
     missing = getattr(errors, "RemoteEntryNotFoundError", errors.EntryNotFoundError)  # on the server
 
-    def get(filename: str) -> Path:
+    not_cached: list[str] = []  # files asked for offline (or unreachable) and not in the hub cache
+
+    def get(filename: str) -> Path | None:
+        """The cached file, or None when the repository lacks it or it cannot be fetched."""
         try:
             return Path(hf.hf_hub_download(repo_id, filename, revision=revision or None))
-        except errors.LocalEntryNotFoundError as e:
-            raise DownloadError(f"hf-hub:{repo}: {filename} is not in the Hugging Face cache and cannot be "
-                                f"downloaded ({e}); unset HF_HUB_OFFLINE or connect, or pass a local path") from None
+        except missing:
+            return None
+        except errors.LocalEntryNotFoundError:
+            not_cached.append(filename)
+            return None
         except errors.RepositoryNotFoundError:
             raise DownloadError(f"hf-hub:{repo}: no such repository on {constants.ENDPOINT}") from None
 
+    def fail(what: str) -> DownloadError:
+        if not_cached:
+            return DownloadError(f"hf-hub:{repo}: {', '.join(not_cached)} not in the Hugging Face cache "
+                                 f"({constants.HF_HUB_CACHE}) and not downloadable now (offline: HF_HUB_OFFLINE "
+                                 "set, or no network); connect once, or pass a local path")
+        return DownloadError(f"hf-hub:{repo} has {what}")
+
     config = get(CONFIG_NAME)
+    if config is None:
+        raise fail(f"no {CONFIG_NAME}")
     for name in HF_OPTIONAL:
-        with contextlib.suppress(missing):
-            get(name)
-    for name in HF_WEIGHTS:
-        try:
-            get(name)
-            return config.parent
-        except missing:
-            continue
-    raise DownloadError(f"hf-hub:{repo} has none of {', '.join(HF_WEIGHTS)}")
+        get(name)
+    if any(get(name) is not None for name in HF_WEIGHTS):
+        return config.parent
+    raise fail(f"none of {', '.join(HF_WEIGHTS)}")
