@@ -25,10 +25,12 @@ Sources (cited per entry by key):
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 
 from ..errors import ConfigError
 
@@ -201,13 +203,26 @@ HUB = [
 ]
 
 # -- shipped inside vitlab's package: no download ------------------------------------------------------------
-SHIPPED = [
-    Pretrained(
-        "vit_mnist.fmnist", "vit_mnist", "vitlab", "fmnist", "Fashion-MNIST", None, 28, num_classes=10,
-        representation_size=None, size_mib=3.1, top1=None, top1_source="vitlab/pretrained/fmnist/final.json",
-        facts="trained by vitlab: configs/fmnist.yaml (its final.json holds the run's test accuracy)",
-        aliases=("vitlab/fmnist",), dataset="fashion_mnist", license="Apache-2.0 (vitlab)"),
-]
+# A training run directory, as `vitlab train` wrote it, trimmed to what using it needs: config.yaml (the
+# recipe), final.json (its test result), model/ (config.json + model.safetensors).
+PACKAGE_DIR = Path(__file__).resolve().parent.parent / "pretrained"
+
+
+def _shipped(name: str, arch: str, run: str, pretrain: str, dataset: str, img_size: int, num_classes: int,
+             aliases: tuple[str, ...]) -> Pretrained:
+    final = PACKAGE_DIR / run / "final.json"
+    top1 = json.loads(final.read_text())["top1"] if final.is_file() else None
+    weights = PACKAGE_DIR / run / "model" / "model.safetensors"
+    return Pretrained(
+        name, arch, "vitlab", run, pretrain, None, img_size, num_classes=num_classes, representation_size=None,
+        size_mib=round(weights.stat().st_size / 2**20, 1) if weights.is_file() else None, top1=top1,
+        top1_source=f"vitlab/pretrained/{run}/final.json" if top1 is not None else None,
+        facts=f"trained by vitlab (vitlab/pretrained/{run}/config.yaml); top-1: that run's final.json",
+        aliases=aliases, dataset=dataset, license="Apache-2.0")
+
+
+SHIPPED = [_shipped("vit_mnist.fmnist", "vit_mnist", "fmnist", "Fashion-MNIST", "fashion_mnist", 28, 10,
+                    ("vitlab/fmnist",))]
 
 
 @lru_cache(maxsize=1)

@@ -33,7 +33,7 @@ from pathlib import Path
 from ..errors import VitlabError
 from ..models.pretrained import CONFIG_NAME
 from ..utils.io import fsync_dir
-from .catalog import OFFICIAL_URL, Pretrained, get_pretrained, is_pretrained_name
+from .catalog import OFFICIAL_URL, PACKAGE_DIR, Pretrained, get_pretrained, is_pretrained_name
 
 log = logging.getLogger("vitlab.weights")
 
@@ -42,7 +42,6 @@ BACKOFF_S = 1.0  # wait before retry k: BACKOFF_S * 2**k
 TIMEOUT_S = 60.0  # per socket operation
 CHUNK = 1 << 20
 HF_PREFIX = "hf-hub:"
-PACKAGE_DIR = Path(__file__).resolve().parent.parent / "pretrained"  # weights shipped inside vitlab
 
 
 class DownloadError(VitlabError, OSError):
@@ -78,6 +77,14 @@ def local_path(entry: Pretrained) -> Path:
     if entry.source == "official":
         return cache_dir() / "official" / entry.file
     raise ValueError(f"{entry.name} is kept in huggingface_hub's cache, not vitlab's")
+
+
+def shipped_path(name: str) -> str:
+    """The package directory of weights shipped with vitlab (a run directory: its recipe, test result and
+    model/), so commands that use a run's data and card see them; any other name or path unchanged."""
+    if is_pretrained_name(name) and get_pretrained(name).source == "vitlab":
+        return str(local_path(get_pretrained(name)))
+    return name
 
 
 def fetch(name: str, progress: bool = True) -> Path:
@@ -275,3 +282,34 @@ def hf_hub_snapshot(repo: str) -> Path:
     if any(get(name) is not None for name in HF_WEIGHTS):
         return config.parent
     raise fail(f"none of {', '.join(HF_WEIGHTS)}")
+
+
+def is_cached(entry: Pretrained) -> bool:
+    """Whether ``entry`` needs no download (hub entries: whatever huggingface_hub's cache holds counts as no)."""
+    return entry.source != "hf-hub" and local_path(entry).exists()
+
+
+def describe_pretrained(pattern: str = "*") -> str:
+    """`vitlab pretrained`: one row per catalog entry matching ``pattern``; aliases underneath."""
+    from .catalog import catalog, list_pretrained
+
+    names = set(list_pretrained(pattern))
+    if not names:
+        raise ValueError(f"no pretrained weights match {pattern!r}; `vitlab pretrained` lists them all")
+    head = (f"{'name':<34} {'architecture':<12} {'pretrained on (fine-tuned on)':<30} {'res':>4} {'classes':>7} "
+            f"{'size':>9} {'top-1 (source)':<28} {'license':<11} here")
+    rows = [head, "-" * len(head)]
+    for e in catalog():
+        if e.name not in names:
+            continue
+        data = e.pretrain + (f" ({e.finetune})" if e.finetune else "")
+        size = f"{e.size_mib:,.0f} MiB" if e.size_mib is not None else "unknown"
+        top1 = f"{e.top1:.2f}% ({e.top1_source.split(' ')[0]})" if e.top1 is not None else "not published"
+        here = "yes" if is_cached(e) else ("hub" if e.source == "hf-hub" else "no")
+        rows.append(f"{e.name:<34} {e.arch:<12} {data:<30} {e.img_size:>4} {e.num_classes:>7} {size:>9} "
+                    f"{top1:<28} {e.license.split(' ')[0]:<11} {here}")
+        if e.aliases:
+            rows.append(f"{'':<4}also: {', '.join(e.aliases)}")
+    rows.append(f"\ncache: {cache_dir()} (VITLAB_CACHE); classes 0: features only (the release zeroed its head); "
+                "size: as published; top-1: ImageNet-1k for *_ft_in1k, at the entry's resolution.")
+    return "\n".join(rows)
