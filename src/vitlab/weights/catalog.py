@@ -250,11 +250,16 @@ def get_pretrained(name: str) -> Pretrained:
     try:
         return _index()[name]
     except KeyError:
-        import difflib
+        raise ConfigError(f"no pretrained weights named {name!r}{close_names(name)} (`vitlab pretrained` lists "
+                          "them)") from None
 
-        close = difflib.get_close_matches(name, _index(), n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ConfigError(f"no pretrained weights named {name!r}{hint} (`vitlab pretrained` lists them)") from None
+
+def close_names(name: str) -> str:
+    """``"; did you mean A, B?"`` for catalog names like ``name``, else ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(name, _index(), n=3, cutoff=0.6)
+    return f"; did you mean {', '.join(close)}?" if close else ""
 
 
 def pretrained_for(arch: str, tag: str) -> Pretrained:

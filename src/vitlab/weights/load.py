@@ -27,7 +27,7 @@ from ..models.vit import ViTConfig, VisionTransformer
 from ..utils.eval_fields import CONFIG_FIELDS
 from ..utils.size import to_2tuple
 from . import hf, official, timm
-from .catalog import get_pretrained, is_pretrained_name
+from .catalog import close_names, get_pretrained, is_pretrained_name
 from .formats import FORMATS, Checkpoint, read_checkpoint
 from .hub import fetch, is_hub_name
 from .runs import select_checkpoint
@@ -213,12 +213,15 @@ def open_checkpoint(path: str | os.PathLike, checkpoint: str | os.PathLike | Non
     checkpoint of run directory ``path``. A training checkpoint of a run without model/ gets its config
     from its recipe. ``path`` may also be a pretrained name (``vitlab pretrained``) or ``hf-hub:ORG/NAME``
     that is not a path on this machine: its file, downloaded once, with the catalog's metadata."""
-    if checkpoint is None and not os.path.exists(path) and is_hub_name(path):
-        ckpt = read_checkpoint(fetch(str(path)))
-        entry = get_pretrained(str(path)) if is_pretrained_name(path) else None
-        if entry is not None and entry.source != "vitlab":  # vitlab's own directories carry their metadata
-            ckpt.extra["metadata"] = {**ckpt.extra.get("metadata", {}), **entry.config_fields()}
-        return ckpt
+    if checkpoint is None and not os.path.exists(path):
+        if is_hub_name(path):
+            ckpt = read_checkpoint(fetch(str(path)))
+            entry = get_pretrained(str(path)) if is_pretrained_name(path) else None
+            if entry is not None and entry.source != "vitlab":  # vitlab's own directories carry their metadata
+                ckpt.extra["metadata"] = {**ckpt.extra.get("metadata", {}), **entry.config_fields()}
+            return ckpt
+        if isinstance(path, str) and (hint := close_names(path)):
+            raise FileNotFoundError(f"{path} is neither a file or directory nor a pretrained name{hint}")
     if checkpoint is None:
         ckpt = read_checkpoint(path)
     else:
