@@ -242,7 +242,8 @@ def catalog() -> list[Pretrained]:
 
 
 def is_pretrained_name(name: str | os.PathLike) -> bool:
-    return isinstance(name, str) and name in _index()
+    """Whether ``name`` (a string, or a path object that commands made of one) is a catalog name or alias."""
+    return os.fspath(name) in _index() if isinstance(name, (str, os.PathLike)) else False
 
 
 def get_pretrained(name: str) -> Pretrained:

@@ -62,7 +62,7 @@ def offline() -> bool:
 
 def is_hub_name(name: str | os.PathLike) -> bool:
     """A catalog name or alias, or ``hf-hub:ORG/NAME``: what ``fetch`` resolves."""
-    return isinstance(name, str) and (name.startswith(HF_PREFIX) or is_pretrained_name(name))
+    return isinstance(name, (str, os.PathLike)) and (os.fspath(name).startswith(HF_PREFIX) or is_pretrained_name(name))
 
 
 def official_url(entry: Pretrained) -> str:
@@ -82,8 +82,8 @@ def local_path(entry: Pretrained) -> Path:
 def shipped_path(name: str) -> str:
     """The package directory of weights shipped with vitlab (a run directory: its recipe, test result and
     model/), so commands that use a run's data and card see them; any other name or path unchanged."""
-    if is_pretrained_name(name) and get_pretrained(name).source == "vitlab":
-        return str(local_path(get_pretrained(name)))
+    if is_pretrained_name(name) and get_pretrained(os.fspath(name)).source == "vitlab":
+        return str(local_path(get_pretrained(os.fspath(name))))
     return name
 
 

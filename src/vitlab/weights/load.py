@@ -215,12 +215,12 @@ def open_checkpoint(path: str | os.PathLike, checkpoint: str | os.PathLike | Non
     that is not a path on this machine: its file, downloaded once, with the catalog's metadata."""
     if checkpoint is None and not os.path.exists(path):
         if is_hub_name(path):
-            ckpt = read_checkpoint(fetch(str(path)))
-            entry = get_pretrained(str(path)) if is_pretrained_name(path) else None
+            ckpt = read_checkpoint(fetch(os.fspath(path)))
+            entry = get_pretrained(os.fspath(path)) if is_pretrained_name(path) else None
             if entry is not None and entry.source != "vitlab":  # vitlab's own directories carry their metadata
                 ckpt.extra["metadata"] = {**ckpt.extra.get("metadata", {}), **entry.config_fields()}
             return ckpt
-        if isinstance(path, str) and (hint := close_names(path)):
+        if hint := close_names(os.fspath(path)):
             raise FileNotFoundError(f"{path} is neither a file or directory nor a pretrained name{hint}")
     if checkpoint is None:
         ckpt = read_checkpoint(path)
