@@ -247,6 +247,10 @@ def test_hub_names_through_a_local_endpoint(weights_server, tmp_path):
     buf = io.BytesIO()
     torch.save({"w": torch.zeros(2), "obj": __import__("collections").OrderedDict(a=Path("x"))}, buf)
     weights_server.files[bad + "/pytorch_model.bin"] = buf.getvalue()
+    broken = "/someone/corrupt"  # bytes that do not hash to the sha256 the hub announces
+    weights_server.files[broken + "/config.json"] = (hf_dir / "config.json").read_bytes()
+    weights_server.files[broken + "/model.safetensors"] = (hf_dir / "model.safetensors").read_bytes()
+    weights_server.corrupt.add(broken + "/model.safetensors")
 
     env = {**os.environ, "PYTHONPATH": SRC, "HF_ENDPOINT": weights_server.url, "HF_HOME": str(tmp_path / "hf_home"),
            "HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
@@ -278,3 +282,8 @@ def test_hub_names_through_a_local_endpoint(weights_server, tmp_path):
     refused = subprocess.run([sys.executable, "-m", "vitlab", "info", "hf-hub:someone/pickled"], env=env,
                              capture_output=True, text=True, timeout=300)
     assert refused.returncode == 2 and "refused to load" in refused.stderr and "never runs code" in refused.stderr
+    corrupt = subprocess.run([sys.executable, "-m", "vitlab", "info", "hf-hub:someone/corrupt"], env=env,
+                             capture_output=True, text=True, timeout=300)
+    sha = __import__("hashlib").sha256(weights_server.files[broken + "/model.safetensors"]).hexdigest()
+    assert corrupt.returncode == 2 and f"does not match the sha256 the hub published (expected {sha}" in corrupt.stderr
+    assert not any(p.name == sha for p in (tmp_path / "hf_home").rglob("models--someone--corrupt/**/*"))  # deleted

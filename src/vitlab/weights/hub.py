@@ -13,7 +13,7 @@
 * Processes that want the same file at once (torchrun) take a lock: one downloads, the others wait and
   find it in the cache.
 * ``hf-hub:ORG/NAME[@REVISION]`` goes through ``huggingface_hub`` (its cache, ``HF_HUB_OFFLINE``,
-  ``HF_ENDPOINT``). ``VITLAB_OFFICIAL_URL`` replaces the official bucket's base URL (mirrors, tests).
+  ``HF_ENDPOINT``); the weights file is checked once against the sha256 the hub published for it. ``VITLAB_OFFICIAL_URL`` replaces the official bucket's base URL (mirrors, tests).
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ import http.client
 import json
 import logging
 import os
+import re
 import time
 import urllib.error
 import urllib.request
@@ -279,9 +280,34 @@ def hf_hub_snapshot(repo: str) -> Path:
         raise fail(f"no {CONFIG_NAME}")
     for name in HF_OPTIONAL:
         get(name)
-    if any(get(name) is not None for name in HF_WEIGHTS):
-        return config.parent
+    for name in HF_WEIGHTS:
+        weights = get(name)
+        if weights is not None:
+            _check_lfs_sha256(weights, f"hf-hub:{repo}/{name}")
+            return config.parent
     raise fail(f"none of {', '.join(HF_WEIGHTS)}")
+
+
+def _check_lfs_sha256(path: Path, what: str) -> None:
+    """huggingface_hub names an LFS file's blob by its sha256 (the hub's ETag) but checks only the size: hash
+    the blob once (a marker in vitlab's cache remembers it), and delete it on a mismatch."""
+    blob = path.resolve()
+    if not re.fullmatch(r"[0-9a-f]{64}", blob.name):
+        return  # not an LFS blob: no published sha256
+    marker = cache_dir() / "hub-verified" / blob.parent.parent.name / blob.name  # models--ORG--NAME/<sha256>
+    if marker.exists():
+        return
+    h = hashlib.sha256()
+    with open(blob, "rb") as f:
+        while block := f.read(CHUNK):
+            h.update(block)
+    if h.hexdigest() != blob.name:
+        blob.unlink()
+        path.unlink(missing_ok=True)
+        raise DownloadError(f"{what} does not match the sha256 the hub published (expected {blob.name}, got "
+                            f"{h.hexdigest()}); the file was deleted, not loaded")
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
 
 
 def is_cached(entry: Pretrained) -> bool:
