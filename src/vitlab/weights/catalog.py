@@ -216,7 +216,7 @@ def _shipped(name: str, arch: str, run: str, pretrain: str, dataset: str, img_si
     return Pretrained(
         name, arch, "vitlab", run, pretrain, None, img_size, num_classes=num_classes, representation_size=None,
         size_mib=round(weights.stat().st_size / 2**20, 1) if weights.is_file() else None, top1=top1,
-        top1_source=f"vitlab/pretrained/{run}/final.json" if top1 is not None else None,
+        top1_source=f"final.json of the run (vitlab/pretrained/{run})" if top1 is not None else None,
         facts=f"trained by vitlab (vitlab/pretrained/{run}/config.yaml); top-1: that run's final.json",
         aliases=aliases, dataset=dataset, license="Apache-2.0")
 
