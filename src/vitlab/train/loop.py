@@ -40,7 +40,7 @@ from .config import Config, config_from_dict
 from .objectives import EvalSetup, make_objective
 from .optim import set_lr
 from .plan import make_plan
-from .runlog import RunLogger
+from .runlog import Pace, RunLogger, train_line
 from .setup import Data, build_run_model, load_data
 from .state import TrainState
 from .strategy import clip_grad_norm
@@ -105,6 +105,7 @@ def _loop(st: TrainState, data: Data, batches: Batches, resumed: Path | None, pr
     t_start, reported = time.perf_counter(), 0  # reported: unreadable files logged so far
     last_eval: tuple[int, dict[str, Any]] | None = None  # (step, summary) of the latest evaluation
     window = [0.0, 0, 0.0]  # loss sum, steps, seconds in train_step (eval and saving excluded)
+    pace = Pace()
     with _stop_signals() as signalled, log, log.progress(plan.total_steps, st.step, progress) as bar:
         while st.step < plan.total_steps:
             if plan.size_at(st.step) != tuple(model.cfg.img_size):
@@ -113,11 +114,12 @@ def _loop(st: TrainState, data: Data, batches: Batches, resumed: Path | None, pr
             t0 = time.perf_counter()
             loss, gnorm, stop = _step_or_eager(st, log, batches, signalled[0])
             dt = time.perf_counter() - t0
+            pace.stepped(st.step)
             st.train_time += dt
             window = [window[0] + loss, window[1] + 1, window[2] + dt]
             bar.update(1)
             if st.step % r.log_every_steps == 0 or st.step == plan.total_steps:
-                _log_train(log, bar, st, window, gnorm)
+                _log_train(log, bar, st, window, gnorm, pace.left(st.step, plan.total_steps))
                 window = [0.0, 0, 0.0]
                 reported = _report_skipped(st, batches, log, reported)
             if (s := _evaluate_and_save(st, data, log)) is not None:
@@ -275,14 +277,18 @@ def _finish(st: TrainState, data: Data, log: RunLogger, last_eval: tuple[int, di
     return final
 
 
-def _log_train(log: RunLogger, bar, st: TrainState, window: list, gnorm: float) -> None:
-    """The training scalars averaged since the last record (loss, images/s), the lr without layer scaling."""
+def _log_train(log: RunLogger, bar, st: TrainState, window: list, gnorm: float, left: float | None) -> None:
+    """The training scalars averaged since the last record (loss, images/s), the lr without layer scaling:
+    recorded, and shown in the progress bar or, without one, as a line (``left``: seconds to the end)."""
     g = st.optimizer.param_groups[0]
     rec = {"step": st.step, "epoch": st.plan.epoch(st.step), "train_loss": window[0] / window[1],
            "lr": g["lr"] / g.get("lr_scale", 1.0), "grad_norm": gnorm, "img_size": st.model.cfg.img_size[0],
            "img_per_s": window[1] * st.cfg.data.batch_size / max(window[2], 1e-9)}
     log.scalars(rec)
-    bar.set_postfix(loss=f"{rec['train_loss']:.4f}", lr=f"{rec['lr']:.2e}", img_s=f"{rec['img_per_s']:.0f}")
+    if bar.disable:
+        log.info(train_line(rec, st.plan.total_steps, left))
+    else:
+        bar.set_postfix(loss=f"{rec['train_loss']:.4f}", lr=f"{rec['lr']:.2e}", img_s=f"{rec['img_per_s']:.0f}")
 
 
 # -- resuming ------------------------------------------------------------------------------------------------
