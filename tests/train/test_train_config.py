@@ -1,4 +1,6 @@
 """Recipes as typed configs: YAML + command-line overrides, with clear errors."""
+import re
+import time
 from pathlib import Path
 
 import pytest
@@ -136,6 +138,35 @@ class _FailsToCompile(torch.nn.Module):
 
     def forward(self, *args, **kwargs):
         raise torch._dynamo.exc.BackendCompilerFailed(lambda *a: None, RuntimeError("g++: fatal error: no input files"), None)
+
+
+class _Compiled(torch.nn.Module):
+    """What torch.compile returns, with the compiling done by its first call (a pause)."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net, self.calls = net, 0
+
+    def forward(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls == 1:
+            time.sleep(0.3)
+        return self.net(*args, **kwargs)
+
+
+def test_compiling_is_announced_and_timed(tmp_path, monkeypatch, capsys, tiny):
+    from vitlab.train import train
+    from vitlab.train import strategy as S
+
+    monkeypatch.setattr(S, "use_compile", lambda s, d: (True, "auto: test"))
+    monkeypatch.setattr(S.torch, "compile", _Compiled)
+    train(load_config(None, tiny + ["schedule.steps=3", "train.compile=auto"]), tmp_path / "run", progress=False)
+    lines = capsys.readouterr().out.splitlines()
+    said = [i for i, line in enumerate(lines) if line.startswith("step ") and "compil" in line]
+    assert [lines[i] for i in said[:1]] == ["step 0: compiling the model (torch.compile)..."]
+    assert len(said) == 2 and re.fullmatch(r"step 1: compiled in (\d+\.\d) s", lines[said[1]])
+    assert float(lines[said[1]].split()[-2]) >= 0.3
+    assert said[1] < next(i for i, line in enumerate(lines) if line.startswith("step 1/3"))  # before the step's record
 
 
 @pytest.mark.parametrize("setting", ["auto", "true"])

@@ -106,14 +106,21 @@ def _loop(st: TrainState, data: Data, batches: Batches, resumed: Path | None, pr
     last_eval: tuple[int, dict[str, Any]] | None = None  # (step, summary) of the latest evaluation
     window = [0.0, 0, 0.0]  # loss sum, steps, seconds in train_step (eval and saving excluded)
     pace = Pace()
+    compiling = st.compile  # the next step compiles: the first one, and the first after a stage's resize
     with _stop_signals() as signalled, log, log.progress(plan.total_steps, st.step, progress) as bar:
         while st.step < plan.total_steps:
             if plan.size_at(st.step) != tuple(model.cfg.img_size):
                 st.resize(plan.size_at(st.step))
                 log.info(f"step {st.step}: training at {model.cfg.img_size[0]}x{model.cfg.img_size[1]}")
+                compiling = st.compile
+            if compiling:
+                log.info(f"step {st.step}: compiling the model (torch.compile)...")
             t0 = time.perf_counter()
             loss, gnorm, stop = _step_or_eager(st, log, batches, signalled[0])
             dt = time.perf_counter() - t0
+            if compiling and st.compile:  # (when compiling failed, _step_or_eager said so)
+                log.info(f"step {st.step}: compiled in {dt:.1f} s")
+            compiling = False
             pace.stepped(st.step)
             st.train_time += dt
             window = [window[0] + loss, window[1] + 1, window[2] + dt]
