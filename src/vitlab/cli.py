@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import select
 import sys
 
 from .errors import VitlabError
@@ -434,3 +436,18 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as e:
         print(f"vitlab {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        if not _reader_left():  # another pipe (a worker's, say): not the user's doing
+            raise
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit fails no more
+        return SIGPIPE_EXIT
+
+
+SIGPIPE_EXIT = 128 + 13  # what a shell reports for a writer whose reader left (SIGPIPE), as `cat` ends
+
+
+def _reader_left() -> bool:
+    """Whether stdout's reader has gone (`vitlab models | head -2`): its pipe then polls as an error."""
+    poll = select.poll()
+    poll.register(sys.stdout.fileno(), select.POLLOUT)
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poll.poll(0))
