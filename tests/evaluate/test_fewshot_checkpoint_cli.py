@@ -44,7 +44,7 @@ def test_fewshot_cli_matches_probe_on_all_features(tmp_path, capsys):
     ref = fewshot_eval(feats(train.images), train.labels.numpy(), feats(test.images[test_idx]),
                        test.labels.numpy()[test_idx], shots=(1, 5), seeds=(0, 1))
     for r, want in zip(report["results"], ref):
-        np.testing.assert_allclose(r["per_seed"], [100 * a for a in want.accuracies], atol=1e-9)
+        np.testing.assert_allclose(r["per_seed"], [100 * a for a in want.accuracies], atol=1e-4)  # 7 significant digits
         assert f"{r['mean']:7.2f}% ± {r['std']:5.2f}" in table
     assert report["results"][1]["mean"] > 15  # even random features of 5 shots beat chance (10%)
 

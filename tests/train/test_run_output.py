@@ -1,8 +1,10 @@
 """What a run prints: without a progress bar, a line every train.log_every_steps (step, loss, lr, img/s, ETA)."""
+import json
 import re
 
 from vitlab.train import load_config, train
 from vitlab.train.runlog import clock
+from vitlab.utils.figures import rounded
 
 LINE = re.compile(r"^step (\d+)/6 epoch \d+\.\d\d: loss \d+\.\d{4} lr \d\.\d\de-\d\d grad norm \S+ \d+ img/s"
                   r"(?: ETA (\d+:\d\d))?$", re.M)
@@ -23,3 +25,19 @@ def test_a_progress_bar_shows_them_instead(tmp_path, capsys, tiny):
 
 def test_clock_reads_like_tqdm():
     assert (clock(0), clock(59.6), clock(252), clock(3725)) == ("0:00", "1:00", "4:12", "1:02:05")
+
+
+def test_final_json_holds_rounded_figures(tmp_path, tiny):
+    """Per-class accuracies of 1/3 or 0.404 are 33.33333 and 40.4 in the file, not 33.33333333333333 or
+    40.400000000000006; every float has at most 7 significant digits."""
+    train(load_config(None, tiny + ["schedule.steps=2"]), tmp_path / "run", progress=False)
+    text = (tmp_path / "run" / "final.json").read_text()
+    floats = re.findall(r"(?<![\w.])-?\d+\.\d+(?:e-?\d+)?", text)
+    assert floats and all(len(f.split("e")[0].lstrip("-0.").replace(".", "")) <= 7 for f in floats), text
+    assert json.loads(text)["train_time_s"] > 0
+
+
+def test_rounding_keeps_every_figure_meaning():
+    assert rounded({"a": [100 * 0.404, 100 * 2 / 3], "n": 359, "b": (1e-9 / 3, True)}) == \
+        {"a": [40.4, 66.66667], "n": 359, "b": [3.333333e-10, True]}
+    assert rounded(100 * 999_999 / 1_000_000) == 99.9999  # one image in a million still shows

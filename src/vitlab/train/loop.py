@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from ..data.pipeline import Batches, CropSpec, default_workers, train_batches
 from ..data.sampler import stream_seed
 from ..data.shard_order import ShardSchedule, training_schedule
+from ..utils.figures import rounded
 from ..utils.io import atomic_write
 from ..weights.runs import CONFIG_FILE, MODEL_DIR, SKIPPED_FILE
 from . import distributed as dd
@@ -277,7 +278,7 @@ def _finish(st: TrainState, data: Data, log: RunLogger, last_eval: tuple[int, di
     run = {"steps": st.step, "epochs": st.plan.epoch(st.step), "train_time_s": st.train_time,
            "wall_time_s_this_process": wall, "processes": st.d.world, "device": str(st.d.device),
            "ema": st.ema is not None}
-    final = st.objective.final(s, data.test_name, data.eval_name, st.best, run)
+    final = rounded(st.objective.final(s, data.test_name, data.eval_name, st.best, run))
     write_outputs(st.run_dir, st.cfg, final, data.classes)
     log.info(f"done: {data.test_name} {st.objective.describe(s)} in {st.train_time / 60:.1f} min of training; wrote "
              f"{st.run_dir}/model, final.json, report.md, plots")
