@@ -3,7 +3,8 @@
 A recipe is one YAML file with the sections below; every field can be overridden from the command
 line (``vitlab train --config X.yaml optim.lr=3e-4 data.batch_size=128``). Values are parsed as YAML
 and checked against the field's type, so ``optim.lr=abc`` or ``optim.nesterov=3`` fail with a message
-naming the field; an unknown key fails with the list of valid ones. The ``model`` section takes the
+naming the field; an unknown key fails naming the closest valid ones (``optim.lrr``: did you mean
+``optim.lr``?), or its section's keys when none is close. The ``model`` section takes the
 registry name plus any field of that model's config class: ``ViTConfig`` for ViTs and hybrids
 (``model.depth=4``, ``model.drop_path_rate=0.1``), ``ResNetConfig`` for the BiT ResNets
 (``model.width=0.5``, ``model.layers=[2,2,2,2]``).
@@ -323,21 +324,28 @@ class ConfigKeyError(ConfigError, KeyError):
 
 
 def _unknown(key: str) -> KeyError:
-    valid = _valid_keys()
-    close = difflib.get_close_matches(key, valid, n=3)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
-    return ConfigKeyError(f"unknown config key {key!r}.{hint} Valid keys:\n  " + "\n  ".join(valid))
+    return ConfigKeyError(f"unknown config key {key!r}.{_suggest(key, _valid_keys())}")
 
 
 def _unknown_model_key(key: str, name: str | None) -> KeyError:
-    """A model.* key that the named model's config class does not have; names the class and its keys."""
+    """A model.* key that the named model's config class does not have; names the class."""
     cls = model_config_class(name)
-    valid = [f"model.{k}" for k in _model_keys(cls)]
-    close = difflib.get_close_matches(key, valid, n=3)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
     what = f"a field of {cls.__name__}, the config class of model.name={name}" if cls else \
         f"a field of {' or '.join(c.__name__ for c in _MODEL_CLASSES)}"
-    return ConfigKeyError(f"unknown config key {key!r}: not {what}.{hint} Valid model keys:\n  " + "\n  ".join(valid))
+    return ConfigKeyError(f"unknown config key {key!r}: not {what}."
+                          + _suggest(key, [f"model.{k}" for k in _model_keys(cls)]))
+
+
+def _suggest(key: str, valid: list[str]) -> str:
+    """The keys close to ``key`` (else its section's, on one line), and where to find them all."""
+    sec, _, name = key.partition(".")
+    same = {k.partition(".")[2]: k for k in valid if k.startswith(sec + ".")}
+    close = [same[n] for n in difflib.get_close_matches(name, same, n=3)] if same else \
+        difflib.get_close_matches(key, valid, n=3)
+    near = f" Did you mean {', '.join(close)}?" if close else \
+        f" The {sec} keys: {', '.join(same)}." if same else f" The sections: {', '.join(_SECTIONS)}."
+    return near + " Every key with its value: vitlab train --print-config; what each means: the recipe reference " \
+                  "(docs/reference/recipe.md)."
 
 
 def check_model_options(m: ModelSection) -> None:
