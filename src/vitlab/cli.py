@@ -162,7 +162,7 @@ def _data(args: argparse.Namespace) -> int:
         raise ValueError(f"vitlab data takes one SPEC (or: vitlab data pack SRC OUT), got {' '.join(args.spec)}")
     spec = args.spec[0]
     ds = open_dataset(spec, args.split or "train", args.data_dir, size=args.size, on_error=args.on_error,
-                      cache=args.cache)
+                      cache=args.cache, report=False)  # the report below lists the unusable files
     print(describe_dataset(ds, f"{spec} ({args.split or 'train'})"))
     return 0
 

@@ -46,6 +46,7 @@ def open_dataset(
     on_error: Literal["skip", "raise"] = "skip",
     cache: PathLike | None = None,
     in_memory: bool | str = "auto",
+    report: bool = True,
 ) -> Source:
     """One entry point for every source: a name (fashion_mnist, mnist, mnist5k, cifar10, cifar100, digits)
     or a path (folder of class folders, .npz, a folder with IDX or CIFAR .bin files, WebDataset tar shards
@@ -57,7 +58,8 @@ def open_dataset(
     the training images (see has_test_split and vitlab.data.splits for the held-out split training makes).
     `size`, `on_error`, `cache` and `in_memory` apply to image folders: read lazily (FolderSource) or
     decoded into memory (load_image_folder), as vitlab.data.sources.folder.decide_in_memory says. Shards
-    and tables are always read lazily; `cache` says where a shard set's index is kept.
+    and tables are always read lazily; `cache` says where a shard set's index is kept. Unusable files are
+    printed (stderr) as they are found, unless not `report` (the caller lists `source.skipped` itself).
     """
     _check_split(split)
     key = spec.lower().replace("-", "_")
@@ -82,9 +84,9 @@ def open_dataset(
             "the run directory (`vitlab eval RUN`), or pass --split train"
         )
     if is_shard_spec(spec):
-        return open_shards(spec, split, on_error, cache)
+        return open_shards(spec, split, on_error, cache, report)
     if is_hf_spec(spec):
-        return open_hf(spec, split, on_error)
+        return open_hf(spec, split, on_error, report)
     path = _existing_path(spec)
     if path.is_file():
         return load_npz(path, split)
@@ -92,7 +94,7 @@ def open_dataset(
         return load_idx(path, split)
     if _cifar_layout(path) is not None:
         return load_cifar_binary(path, split)
-    return open_folder(open_dataset_path(spec, split, data_dir), size, on_error, cache, in_memory)[0]
+    return open_folder(open_dataset_path(spec, split, data_dir), size, on_error, cache, in_memory, report)[0]
 
 
 def open_dataset_path(spec: str, split: str, data_dir: PathLike | None = None) -> Path | None:
@@ -107,15 +109,15 @@ def open_dataset_path(spec: str, split: str, data_dir: PathLike | None = None) -
 
 
 def open_folder(root: Path, size: SizeLike | None, on_error: Literal["skip", "raise"], cache: PathLike | None,
-                in_memory: bool | str) -> tuple[Source, str, FolderSource]:
+                in_memory: bool | str, report: bool = True) -> tuple[Source, str, FolderSource]:
     """An image folder, lazy or decoded into memory, the line saying which and why, and the folder's index
     (the lazy source itself, or the same files read lazily beside the decoded ones)."""
     hw = None if size is None else to_2tuple(size)
     lazy = open_folder_lazy(root, on_error, cache=cache, report=False)
     keep, why = decide_in_memory(in_memory, len(lazy), hw)
     if keep:  # decoding finds the files a scan cannot (corrupt, truncated) and reports them all together
-        return load_image_folder(root, hw, on_error, cache=cache), why, lazy
-    report_or_raise(root, lazy.skipped, on_error)
+        return load_image_folder(root, hw, on_error, cache=cache, report=report), why, lazy
+    report_or_raise(root, lazy.skipped, on_error, report)
     return lazy, why, lazy
 
 
