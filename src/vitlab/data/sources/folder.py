@@ -253,8 +253,8 @@ def _index_path(cache: Path) -> Path:
 def open_folder_lazy(root: PathLike, on_error: Literal["skip", "raise"] = "skip", channels: int | None = None,
                      cache: PathLike | Literal["auto"] | None = None, report: bool = True) -> FolderSource:
     """The folder's index (file list, labels, classes, unusable files), from `cache` when the folder's
-    directories are unchanged, else scanned (and saved there); unusable files raise with on_error="raise",
-    else are listed when `report`."""
+    directories are unchanged, else scanned (and saved there). `report`: list the unusable files (or raise,
+    with on_error="raise") now."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"image folder not found: {root}")
@@ -275,7 +275,8 @@ def open_folder_lazy(root: PathLike, on_error: Literal["skip", "raise"] = "skip"
             write_cached(index, arrays, key)
     if channels is not None:
         src.channels = channels
-    report_or_raise(root, src.skipped, on_error, report)
+    if report:
+        report_or_raise(root, src.skipped, on_error)
     return src
 
 
