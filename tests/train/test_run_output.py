@@ -1,6 +1,9 @@
-"""What a run prints: without a progress bar, a line every train.log_every_steps (step, loss, lr, img/s, ETA)."""
+"""What a run prints and writes for people: without a progress bar, a line every train.log_every_steps (step, loss,
+lr, img/s, ETA); the model line's origin of each choice; final.json's figures, rounded."""
 import json
 import re
+
+import pytest
 
 from vitlab.train import load_config, train
 from vitlab.train.runlog import clock
@@ -41,3 +44,16 @@ def test_rounding_keeps_every_figure_meaning():
     assert rounded({"a": [100 * 0.404, 100 * 2 / 3], "n": 359, "b": (1e-9 / 3, True)}) == \
         {"a": [40.4, 66.66667], "n": 359, "b": [3.333333e-10, True]}
     assert rounded(100 * 999_999 / 1_000_000) == 99.9999  # one image in a million still shows
+
+
+@pytest.mark.parametrize("key", ["data.image_size", "model.img_size"])
+def test_the_model_line_names_the_key_that_set_the_image_size(tmp_path, make_folder, key):
+    """Data read from disk (a folder here, shards and tables alike) is cropped to the size one of two keys set."""
+    from vitlab.train.setup import build_run_model, load_data
+
+    folder = make_folder(tmp_path / "photos", per_class=4)
+    cfg = load_config(None, [f"data.dataset={folder}", "data.in_memory=false", "model.name=vit_mnist",
+                             "model.patch_size=4", f"{key}=16"])
+    data = load_data(cfg, tmp_path / "run", write=False)
+    assert build_run_model(cfg, data).cfg.img_size == (16, 16)
+    assert f"img_size=16x16 ({key})" in data.notes[-1]
