@@ -21,7 +21,7 @@ pytest.importorskip("httpx", reason="Starlette's TestClient needs httpx")
 from starlette.testclient import TestClient  # noqa: E402
 
 from vitlab.analysis import predict_files  # noqa: E402
-from vitlab.serve.app import create_app, load_served_model  # noqa: E402
+from vitlab.serve.app import MAX_BYTES, MAX_PIXELS, create_app, load_served_model  # noqa: E402
 
 
 def png(arr: np.ndarray) -> bytes:
@@ -67,6 +67,7 @@ def test_model_card_describes_the_run(client, tiny_run, explorer):
     for f in card["figures"]:
         assert client.get(f["url"]).content.startswith(b"\x89PNG")
     assert client.get("/examples/8.png").status_code == 404
+    assert card["limits"] == {"bytes": MAX_BYTES, "pixels": MAX_PIXELS}  # the page checks a file's size first
     assert client.get("/figures/nope.png").status_code == 404
 
 
