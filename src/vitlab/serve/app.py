@@ -53,7 +53,8 @@ MAX_BYTES = 20 * 1024 * 1024  # an upload larger than this is refused before it 
 # instead of a connection reset. A larger one is answered at once, and its connection closed.
 DRAIN_BYTES = 512 * 1024 * 1024
 MAX_PIXELS = 40_000_000  # ~ 8000 x 5000; checked from the image header, before decoding
-NUM_EXAMPLES = 8
+NUM_EXAMPLES = 8  # example images on the page; one a class instead when there are at most EVERY_CLASS classes
+EVERY_CLASS = 12
 DISPLAY_SIDE = 256  # the longer side of the "what the model sees" image sent back with each prediction
 # Analysis figures vitlab analyze writes, in the order the page shows them: stem -> (title, caption).
 FIGURES = {
@@ -211,12 +212,18 @@ def build_explorer(
         except (OSError, ValueError) as e:
             card["notes"].append(f"no example images: the run's data set {data!r} could not be opened ({e})")
     if ds is not None:
-        explorer.examples = _pick_examples(ds, NUM_EXAMPLES, EvalTransform.for_model(model.cfg))
+        explorer.examples = _pick_examples(ds, example_count(ds.num_classes), EvalTransform.for_model(model.cfg))
     _gather_figures(explorer, run, ds, data, data_dir)
     card["examples"] = [{"url": f"/examples/{k}.png", "label": lab} for k, (lab, _) in enumerate(explorer.examples)]
     card["figures"] = [{"url": f"/figures/{stem}.png", "title": title, "caption": caption}
                        for stem, (title, caption) in FIGURES.items() if stem in explorer.figures]
     return explorer
+
+
+def example_count(num_classes: int) -> int:
+    """How many example images the page shows: one of every class where they fit on a line or two (all ten
+    of Fashion-MNIST's, bag and ankle boot included), else NUM_EXAMPLES."""
+    return max(NUM_EXAMPLES, num_classes) if num_classes <= EVERY_CLASS else NUM_EXAMPLES
 
 
 def _pick_examples(ds, n: int, tf: EvalTransform) -> list[tuple[str, bytes]]:
