@@ -251,7 +251,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="print the full recipe (every key, defaults filled in, overrides applied) and exit")
     p.add_argument("--resume", metavar="CKPT", help="resume from this checkpoint (default: the latest in OUT/checkpoints)")
     p.add_argument("--no-resume", action="store_true", help="refuse to continue a run directory that has checkpoints")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar: a line every train.log_every_steps instead (step, loss, lr, img/s, ETA)")
     p.set_defaults(func=_train)
 
 

@@ -123,13 +123,13 @@ class TrainSection:
     objective: str = "classify"  # classify (labels) or masked_patch (self-supervised, paper appendix B.1.2)
     device: str = "auto"  # auto (cuda when available), cpu, cuda, cuda:1
     precision: str = "auto"  # auto (CUDA: bf16; CPU: bf16 where native and faster, see train/precision.py), fp32, bf16
-    compile: bool | str = False  # torch.compile the training step: true, false, or auto (CUDA, or a CPU with a C++ compiler on PATH)
+    compile: bool | str = False  # torch.compile the training step: true, false, or auto (CUDA, or a CPU with a C++ compiler on PATH); the first step compiles (timed in the log)
     threads: int | None = None  # torch CPU threads per process; None: cores / local processes
     ema_decay: float = 0.0  # Polyak/EMA averaging of the weights (e.g. 0.9999); 0: off. Eval and model/ use it
     eval_every_epochs: int = 1
     ckpt_every_steps: int = 500  # periodic checkpoint; 0: only end of epoch
     keep_last: int = 2  # periodic/epoch checkpoints kept (best.pt is kept separately)
-    log_every_steps: int = 20
+    log_every_steps: int = 20  # training records (metrics.jsonl, TensorBoard; a printed line under --no-progress)
     grad_checkpointing: bool = False
     strategy: str = "auto"  # under torchrun: ddp (whole model per process), fsdp (sharded; any process count), auto (train/strategy.py)
 
