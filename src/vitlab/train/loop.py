@@ -114,13 +114,7 @@ def _loop(st: TrainState, data: Data, batches: Batches, resumed: Path | None, pr
                 st.resize(plan.size_at(st.step))
                 log.info(f"step {st.step}: training at {model.cfg.img_size[0]}x{model.cfg.img_size[1]}")
                 compiling = st.compile
-            if compiling:
-                log.info(f"step {st.step}: compiling the model (torch.compile)...")
-            t0 = time.perf_counter()
-            loss, gnorm, stop = _step_or_eager(st, log, batches, signalled[0])
-            dt = time.perf_counter() - t0
-            if compiling and st.compile:  # (when compiling failed, _step_or_eager said so)
-                log.info(f"step {st.step}: compiled in {dt:.1f} s")
+            loss, gnorm, stop, dt = _timed_step(st, log, compiling, batches, signalled[0])
             compiling = False
             pace.stepped(st.step)
             st.train_time += dt
@@ -174,6 +168,19 @@ def _batches(st: TrainState, data: Data) -> Batches:
 
 def _workers(cfg: Config, d: dd.Dist) -> int:
     return cfg.data.workers if cfg.data.workers is not None else default_workers(d.local_world)
+
+
+def _timed_step(st: TrainState, log: RunLogger, compiling: bool,
+                *step_args: Any) -> tuple[float, float, int | None, float]:
+    """A step (``_step_or_eager``) and its seconds; a step that compiles is announced before and timed after."""
+    if compiling:
+        log.info(f"step {st.step}: compiling the model (torch.compile)...")
+    t0 = time.perf_counter()
+    loss, gnorm, stop = _step_or_eager(st, log, *step_args)
+    dt = time.perf_counter() - t0
+    if compiling and st.compile:  # (when compiling failed, _step_or_eager said so)
+        log.info(f"step {st.step}: compiled in {dt:.1f} s")
+    return loss, gnorm, stop, dt
 
 
 def _step_or_eager(st: TrainState, log: RunLogger, *step_args: Any) -> tuple[float, float, int | None]:
