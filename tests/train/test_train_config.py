@@ -8,6 +8,7 @@ import torch
 
 from vitlab.train import load_config
 from vitlab.train.config import parse_override
+from vitlab.train.runlog import read_metrics
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -173,7 +174,10 @@ def test_compiling_is_announced_and_timed(tmp_path, monkeypatch, capsys, tiny):
     assert [lines[i] for i in said[:1]] == ["step 0: compiling the model (torch.compile)..."]
     assert len(said) == 2 and re.fullmatch(r"step 1: compiled in (\d+\.\d) s", lines[said[1]])
     assert float(lines[said[1]].split()[-2]) >= 0.3
-    assert said[1] < next(i for i, line in enumerate(lines) if line.startswith("step 1/3"))  # before the step's record
+    first = next(i for i, line in enumerate(lines) if line.startswith("step 1/3"))
+    assert said[1] < first and "img/s" not in lines[first]  # the compiling step's speed is no speed
+    assert "img/s" in lines[first + 1] and lines[first + 1].startswith("step 2/3")
+    assert [r.get("img_per_s") is None for r in read_metrics(tmp_path / "run") if "train_loss" in r] == [True, False, False]
 
 
 @pytest.mark.parametrize("setting", ["auto", "true"])

@@ -105,7 +105,8 @@ def _loop(st: TrainState, data: Data, batches: Batches, resumed: Path | None, pr
         log.info(_banner(st, data, resumed))
     t_start, reported = time.perf_counter(), 0  # reported: unreadable files logged so far
     last_eval: tuple[int, dict[str, Any]] | None = None  # (step, summary) of the latest evaluation
-    window = [0.0, 0, 0.0]  # loss sum, steps, seconds in train_step (eval and saving excluded)
+    # loss sum, steps, then the seconds in train_step and their steps (eval, saving and compiling excluded)
+    window = [0.0, 0, 0.0, 0]
     pace = Pace()
     compiling = st.compile  # the next step compiles: the first one, and the first after a stage's resize
     with _stop_signals() as signalled, log, log.progress(plan.total_steps, st.step, progress) as bar:
@@ -115,14 +116,15 @@ def _loop(st: TrainState, data: Data, batches: Batches, resumed: Path | None, pr
                 log.info(f"step {st.step}: training at {model.cfg.img_size[0]}x{model.cfg.img_size[1]}")
                 compiling = st.compile
             loss, gnorm, stop, dt = _timed_step(st, log, compiling, batches, signalled[0])
+            timed = not compiling  # a compiling step's seconds say nothing of the speed
             compiling = False
             pace.stepped(st.step)
             st.train_time += dt
-            window = [window[0] + loss, window[1] + 1, window[2] + dt]
+            window = [window[0] + loss, window[1] + 1, window[2] + dt * timed, window[3] + timed]
             bar.update(1)
             if st.step % r.log_every_steps == 0 or st.step == plan.total_steps:
                 _log_train(log, bar, st, window, gnorm, pace.left(st.step, plan.total_steps))
-                window = [0.0, 0, 0.0]
+                window = [0.0, 0, 0.0, 0]
                 reported = _report_skipped(st, batches, log, reported)
             if (s := _evaluate_and_save(st, data, log)) is not None:
                 last_eval = (st.step, s)
@@ -298,12 +300,13 @@ def _log_train(log: RunLogger, bar, st: TrainState, window: list, gnorm: float, 
     g = st.optimizer.param_groups[0]
     rec = {"step": st.step, "epoch": st.plan.epoch(st.step), "train_loss": window[0] / window[1],
            "lr": g["lr"] / g.get("lr_scale", 1.0), "grad_norm": gnorm, "img_size": st.model.cfg.img_size[0],
-           "img_per_s": window[1] * st.cfg.data.batch_size / max(window[2], 1e-9)}
+           "img_per_s": window[3] * st.cfg.data.batch_size / max(window[2], 1e-9) if window[3] else None}
     log.scalars(rec)
     if bar.disable:
         log.info(train_line(rec, st.plan.total_steps, left))
     else:
-        bar.set_postfix(loss=f"{rec['train_loss']:.4f}", lr=f"{rec['lr']:.2e}", img_s=f"{rec['img_per_s']:.0f}")
+        speed = {"img_s": f"{rec['img_per_s']:.0f}"} if rec["img_per_s"] else {}
+        bar.set_postfix(loss=f"{rec['train_loss']:.4f}", lr=f"{rec['lr']:.2e}", **speed)
 
 
 # -- resuming ------------------------------------------------------------------------------------------------

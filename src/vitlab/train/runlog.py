@@ -54,7 +54,7 @@ def clock(seconds: float) -> str:
 def train_line(rec: dict[str, Any], total: int, left: float | None) -> str:
     """A training record as a log line, for runs without a progress bar."""
     return (f"step {rec['step']}/{total} epoch {rec['epoch']:.2f}: loss {rec['train_loss']:.4f} lr {rec['lr']:.2e} "
-            f"grad norm {rec['grad_norm']:.3g} {rec['img_per_s']:.0f} img/s"
+            f"grad norm {rec['grad_norm']:.3g}" + (f" {rec['img_per_s']:.0f} img/s" if rec["img_per_s"] else "")
             + (f" ETA {clock(left)}" if left is not None else ""))
 
 
