@@ -1,4 +1,9 @@
 """`vitlab` prints a user's mistake as one line (exit 2) but lets a genuine bug show its traceback."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from vitlab import cli
@@ -34,3 +39,24 @@ def test_error_types_keep_the_builtin_contracts():
     assert issubclass(UnknownOptionError, TypeError) and issubclass(UnknownOptionError, VitlabError)
     with pytest.raises(UnknownOptionError, match="unknown model option"):
         registry.get_config("vit_mnist", no_such_field=1)
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback():
+    """`vitlab models | head -2`: the pipe closes while vitlab writes; it ends as a shell tool does (SIGPIPE's code)."""
+    root = Path(__file__).resolve().parents[1]
+    p = subprocess.Popen([sys.executable, "-m", "vitlab", "models"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         env=dict(os.environ, PYTHONPATH=str(root / "src")), text=True)
+    p.stdout.close()  # before vitlab writes a line: its first write finds no reader
+    err = p.stderr.read()
+    assert p.wait(timeout=60) == cli.SIGPIPE_EXIT
+    assert err == ""
+
+
+def test_a_broken_pipe_elsewhere_keeps_its_traceback(monkeypatch):
+    def broken(pattern):
+        raise BrokenPipeError(32, "Broken pipe")  # a worker's pipe, say: stdout is fine
+
+    monkeypatch.setattr(registry, "describe_models", broken)
+    with open(os.devnull, "w") as out, pytest.raises(BrokenPipeError):
+        monkeypatch.setattr(cli.sys, "stdout", out)
+        cli.main(["models"])

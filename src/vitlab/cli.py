@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import select
 import sys
 
 from .errors import VitlabError
@@ -191,7 +193,7 @@ def _data(args: argparse.Namespace) -> int:
         raise ValueError(f"vitlab data takes one SPEC (or: vitlab data pack SRC OUT), got {' '.join(args.spec)}")
     spec = args.spec[0]
     ds = open_dataset(spec, args.split or "train", args.data_dir, size=args.size, on_error=args.on_error,
-                      cache=args.cache)
+                      cache=args.cache, report=False)  # the report below lists the unusable files
     print(describe_dataset(ds, f"{spec} ({args.split or 'train'})"))
     return 0
 
@@ -280,7 +282,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="print the full recipe (every key, defaults filled in, overrides applied) and exit")
     p.add_argument("--resume", metavar="CKPT", help="resume from this checkpoint (default: the latest in OUT/checkpoints)")
     p.add_argument("--no-resume", action="store_true", help="refuse to continue a run directory that has checkpoints")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar: a line every train.log_every_steps instead (step, loss, lr, img/s, ETA)")
     p.set_defaults(func=_train)
 
 
@@ -473,3 +476,18 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as e:
         print(f"vitlab {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        if not _reader_left():  # another pipe (a worker's, say): not the user's doing
+            raise
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit fails no more
+        return SIGPIPE_EXIT
+
+
+SIGPIPE_EXIT = 128 + 13  # what a shell reports for a writer whose reader left (SIGPIPE), as `cat` ends
+
+
+def _reader_left() -> bool:
+    """Whether stdout's reader has gone (`vitlab models | head -2`): its pipe then polls as an error."""
+    poll = select.poll()
+    poll.register(sys.stdout.fileno(), select.POLLOUT)
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poll.poll(0))

@@ -120,6 +120,16 @@ def test_shards_written_by_webdataset_are_read(tmp_path):
         open_dataset(str(d.parent / "foreign"), on_error="raise")
 
 
+def test_pack_records_why_a_file_was_left_out_in_words(tmp_path, folder):
+    (folder / "class1" / "notes.jpg").write_bytes(b"not an image")  # only decoding can tell
+    index = pack(open_dataset(str(folder), in_memory=False), tmp_path / "sh", 30)
+    assert index["samples"] == 30
+    written = json.loads((tmp_path / "sh" / "dataset.json").read_text())["skipped"]
+    bad = str(folder / "class1" / "notes.jpg")
+    assert written == [[bad, f"cannot read image {bad}: not a recognised image format (PNG, JPEG, WebP, GIF, BMP, "
+                             "TIFF, ...)"]]  # not "<_io.BytesIO object at 0x...>"
+
+
 def test_truncated_shard_keeps_what_it_can_and_says_so(tmp_path, folder):
     pack(open_dataset(str(folder), in_memory=False), tmp_path / "sh", 30)
     f = tmp_path / "sh" / "shard-000000.tar"

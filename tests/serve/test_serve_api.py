@@ -21,7 +21,7 @@ pytest.importorskip("httpx", reason="Starlette's TestClient needs httpx")
 from starlette.testclient import TestClient  # noqa: E402
 
 from vitlab.analysis import predict_files  # noqa: E402
-from vitlab.serve.app import create_app, load_served_model  # noqa: E402
+from vitlab.serve.app import MAX_BYTES, MAX_PIXELS, create_app, example_count, load_served_model  # noqa: E402
 
 
 def png(arr: np.ndarray) -> bytes:
@@ -57,8 +57,7 @@ def test_model_card_describes_the_run(client, tiny_run, explorer):
     assert card["parameters"] == sum(p.numel() for p in explorer.model.parameters())
     assert card["architecture"]["patch_size"] == 2 and card["depth"] == 2 and card["num_heads"] == 2
     assert card["classes"] == [str(i) for i in range(10)]
-    assert len(card["examples"]) == 8
-    assert [e["label"] for e in card["examples"]] == [str(i) for i in range(8)]  # one per class
+    assert [e["label"] for e in card["examples"]] == [str(i) for i in range(10)]  # one of every class
     for e in card["examples"]:
         r = client.get(e["url"])
         assert r.status_code == 200 and r.headers["content-type"] == "image/png"
@@ -66,7 +65,8 @@ def test_model_card_describes_the_run(client, tiny_run, explorer):
     assert {"pos_embed_similarity.png", "attention_distance.png"} <= figures
     for f in card["figures"]:
         assert client.get(f["url"]).content.startswith(b"\x89PNG")
-    assert client.get("/examples/8.png").status_code == 404
+    assert client.get("/examples/10.png").status_code == 404
+    assert card["limits"] == {"bytes": MAX_BYTES, "pixels": MAX_PIXELS}  # the page checks a file's size first
     assert client.get("/figures/nope.png").status_code == 404
 
 
@@ -75,6 +75,10 @@ def test_page_and_its_files_are_served(client):
     assert page.status_code == 200 and 'id="file-input"' in page.text
     for name in ("app.js", "style.css"):
         assert client.get(f"/static/{name}").status_code == 200
+
+
+def test_every_class_has_an_example_while_they_fit():
+    assert [example_count(k) for k in (2, 8, 10, 12, 13, 1000)] == [8, 8, 10, 12, 8, 8]
 
 
 def test_predict_matches_vitlab_predict(client, explorer, tmp_path):

@@ -20,6 +20,8 @@ pytest.importorskip("starlette", reason="the 'serve' extra is not installed (pip
 pytest.importorskip("uvicorn", reason="the 'serve' extra is not installed (pip install 'vitlab[serve]')")
 pytest.importorskip("selenium", reason="selenium is not installed (pip install selenium)")
 
+from vitlab.serve.app import MAX_BYTES  # noqa: E402
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 pytestmark = [
@@ -125,3 +127,13 @@ def test_upload_in_chromium_shows_the_prediction(server, browser, tmp_path):
     browser.find_element(By.ID, "file-input").send_keys(str(bad))
     wait.until(ec.visibility_of_element_located((By.ID, "error")))
     assert "not an image" in browser.find_element(By.ID, "error").text
+
+    # A file over the server's limit: the page says so, shows the limit, and sends nothing.
+    assert browser.find_element(By.ID, "limit").text == "(at most 20 MiB)"
+    sent = (tmp_path / "serve.log").read_text().count("POST /predict")
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(bytes(MAX_BYTES + 5 * 2**20 // 2))
+    browser.find_element(By.ID, "file-input").send_keys(str(huge))
+    wait.until(ec.text_to_be_present_in_element((By.ID, "error"), "huge.png is 22.5 MiB; the server takes images "
+                                                                  "of at most 20 MiB"))
+    assert (tmp_path / "serve.log").read_text().count("POST /predict") == sent

@@ -11,7 +11,9 @@ import vitlab
 from vitlab.evaluate.metrics import evaluate_checkpoint
 from vitlab.train import load_config, train
 from vitlab.train.checkpoint import step_checkpoints
+from vitlab.train.runlog import read_metrics
 from vitlab.train.setup import build_model
+from vitlab.utils.figures import rounded
 
 from .conftest import TINY
 
@@ -29,8 +31,10 @@ def test_the_run_carries_its_preprocessing_and_eval_reproduces_its_score(tmp_pat
     assert _fields(vitlab.from_pretrained(run / "model").cfg) == FIELDS
     assert _fields(vitlab.load_model(run, checkpoint="last").cfg) == FIELDS
     final = json.loads((run / "final.json").read_text())
+    last = [r for r in read_metrics(run) if "test_loss" in r][-1]  # the final evaluation, unrounded
     scored = evaluate_checkpoint(str(run), None)
-    assert (scored["loss"], scored["top1"]) == (final["loss"], final["top1"])  # the same pixels, the same sums
+    assert (scored["loss"], scored["top1"]) == (last["test_loss"], last["test_top1"])  # the same pixels, the same sums
+    assert rounded([scored["loss"], scored["top1"]]) == [final["loss"], final["top1"]]
     # The check has teeth: the same weights with the default preprocessing score another loss.
     config = run / "model" / "config.json"
     config.write_text(json.dumps({**json.loads(config.read_text()), "eval_resize": "whole", "eval_crop_pct": 1.0}))

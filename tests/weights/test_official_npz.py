@@ -151,6 +151,20 @@ def test_npz_export_matches_the_official_forward(tmp_path, names):
     np.testing.assert_allclose(got, reference_forward(a, x, names), atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("options, problem", [
+    ({"act": "gelu"}, "the official code has no act='gelu' (only 'gelu_tanh'); export"),
+    ({"pos_embed": "sincos"}, "the official code has no pos_embed='sincos' (only 'learn'); export"),
+    ({"pos_embed": "sincos", "act": "relu"}, "no pos_embed='sincos' (only 'learn') and no act='relu' (only 'gelu_tanh')"),
+])
+def test_npz_export_names_only_what_the_official_code_lacks(tmp_path, options, problem):
+    model = vitlab.VisionTransformer(vitlab.ViTConfig(img_size=32, patch_size=P, embed_dim=D, depth=1, num_heads=H,
+                                                      mlp_dim=MLP, num_classes=2, **options))
+    with pytest.raises(ValueError) as e:
+        save_npz(model, tmp_path / "out.npz")
+    msg = str(e.value)
+    assert problem in msg and {k for k in ("pos_embed", "act") if f"{k}=" in msg} == set(options)  # nothing else
+
+
 def test_hybrid_resnet_keys_go_to_the_hybrid_converter(monkeypatch):
     """conv_root/gn_root/block{s} arrays are handed to official_hybrid; the 1x1 embedding is the token conv."""
     import sys

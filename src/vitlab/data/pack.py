@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from tqdm.auto import tqdm
 
 from ..utils.io import atomic_write
 from .base import Source
-from .sources.images import image_extensions
+from .sources.images import UNREADABLE, image_extensions, unreadable
 
 PathLike = str | os.PathLike
 INDEX_FILE = "dataset.json"
@@ -82,8 +82,8 @@ def encoded(source: Source, i: int) -> tuple[bytes, str]:
     try:
         with Image.open(io.BytesIO(data)) as im:
             fmt = im.format or ""
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise ValueError(f"cannot read image {source.name(i)}: not a recognised image format ({e})") from e
+    except UNREADABLE as e:
+        raise unreadable(source.name(i), e) from e
     return data, _FIELD.get(fmt, fmt.lower())
 
 

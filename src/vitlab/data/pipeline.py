@@ -26,7 +26,7 @@ from typing import Any, Iterator, Literal
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
@@ -34,7 +34,7 @@ from .base import Source
 from .sampler import BatchSchedule, MicroBatch, epoch_order, sample_seed
 from .sources.arrays import ImageDataset
 from .preprocess import Preprocess
-from .sources.images import to_l_or_rgb
+from .sources.images import UNREADABLE, to_l_or_rgb, unreadable
 from .transforms import EvalTransform, crop_boxes, crop_draws
 
 Skipped = list[tuple[str, str]]
@@ -63,12 +63,10 @@ def _open(data: bytes, name: str) -> Image.Image:
     """Open encoded bytes without decoding them; refuse canvases over Pillow's pixel limit from the header."""
     try:
         im = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError as e:
-        raise ValueError(f"cannot read image {name}: not a recognised image format") from e
     except Image.DecompressionBombError as e:
         raise ValueError(f"cannot read image {name}: refused as a possible decompression bomb ({e})") from e
-    except (OSError, SyntaxError, ValueError) as e:
-        raise ValueError(f"cannot read image {name}: corrupt or truncated ({e})") from e
+    except UNREADABLE as e:
+        raise unreadable(name, e) from e
     w, h = im.size
     if Image.MAX_IMAGE_PIXELS and w * h > Image.MAX_IMAGE_PIXELS:
         raise ValueError(f"cannot read image {name}: {w}x{h} pixels, refused as a possible decompression bomb "
@@ -89,8 +87,8 @@ def open_oriented(data: bytes, name: str) -> tuple[Image.Image, bool]:
         if im.getexif().get(0x0112, 1) == 1:
             return im, True
         return ImageOps.exif_transpose(im), False
-    except (OSError, SyntaxError, ValueError) as e:
-        raise ValueError(f"cannot read image {name}: corrupt or truncated ({e})") from e
+    except UNREADABLE as e:
+        raise unreadable(name, e) from e
 
 
 def crop_resize(im: Image.Image, upright: bool, box: Tensor, flip: bool, channels: int, spec: CropSpec,
@@ -106,8 +104,8 @@ def crop_resize(im: Image.Image, upright: bool, box: Tensor, flip: bool, channel
         sx, sy = im.size[0] / w, im.size[1] / h
         im = to_l_or_rgb(im, channels)
         im = im.resize((ow, oh), Image.Resampling.BILINEAR, box=(left * sx, top * sy, (left + cw) * sx, (top + ch) * sy))
-    except (OSError, SyntaxError, ValueError) as e:
-        raise ValueError(f"cannot read image {name}: corrupt or truncated ({e})") from e
+    except UNREADABLE as e:
+        raise unreadable(name, e) from e
     if flip:
         im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     return _finish(im)
@@ -135,8 +133,8 @@ def decode_preprocess(data: bytes, name: str, channels: int, preprocess: Preproc
         if im.getexif().get(0x0112, 1) != 1:
             im = ImageOps.exif_transpose(im)
         return _finish(preprocess.resize_pil(to_l_or_rgb(im, channels)))
-    except (OSError, SyntaxError, ValueError) as e:
-        raise ValueError(f"cannot read image {name}: corrupt or truncated ({e})") from e
+    except UNREADABLE as e:
+        raise unreadable(name, e) from e
 
 
 # -------------------------------------------------------------------------------- readers (in workers)

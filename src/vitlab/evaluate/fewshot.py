@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..utils.figures import rounded
+
 L2_REG = 1024.0
 BIAS_FEATURE = 100.0
 
@@ -97,6 +99,11 @@ class FewShotResult:
     def std(self) -> float:
         """Spread over the seeds (population std: 0 for a single seed)."""
         return float(np.std(self.accuracies))
+
+    def percent(self) -> dict[str, Any]:
+        """A report's entry: accuracies in percent, at the figures' precision (vitlab.utils.figures)."""
+        return rounded({"shots": self.shots, "mean": 100 * self.mean, "std": 100 * self.std,
+                        "per_seed": [100 * a for a in self.accuracies]})
 
 
 def fewshot_draws(labels: np.ndarray, shots: tuple[int, ...], seeds: tuple[int, ...]) -> dict[tuple[int, int], np.ndarray]:
@@ -183,8 +190,7 @@ def fewshot_checkpoint(
         "checkpoint": str(ckpt), "data": data, "split_train": split_train, "split_test": split_test,
         "num_classes": train.num_classes, "feature_dim": int(train_x.shape[1]), "train_images_embedded": len(used),
         "test_images": len(test_idx), "l2_reg": l2_reg, "seeds": list(seeds), "unit": "percent",
-        "results": [{"shots": r.shots, "mean": 100 * r.mean, "std": 100 * r.std,
-                     "per_seed": [100 * a for a in r.accuracies]} for r in results],
+        "results": [r.percent() for r in results],
     }
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..utils.device import pick_device
+from ..utils.figures import rounded
 from ..utils.io import atomic_write
 from ..weights.runs import FINAL_FILE, METRICS_FILE
 from .recipes import BUDGETS, SCALES, Scale, class_split
@@ -173,7 +174,7 @@ def _machine() -> dict[str, Any]:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    text = json.dumps(obj, indent=2) + "\n"
+    text = json.dumps(rounded(obj), indent=2) + "\n"
     atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
@@ -198,8 +199,7 @@ def _run_probe(arm: Arm, run_dir: Path, device: str, progress: bool) -> None:
         res = fewshot_eval(pixels(train), train.labels.numpy(), pixels(test), test.labels.numpy(),
                            tuple(p["shots"]), tuple(p["draws"]))
         report = {"checkpoint": None, "features": "raw pixels", "data": p["data"], "test_images": len(test),
-                  "unit": "percent", "results": [{"shots": r.shots, "mean": 100 * r.mean, "std": 100 * r.std,
-                                                  "per_seed": [100 * a for a in r.accuracies]} for r in res]}
+                  "unit": "percent", "results": [r.percent() for r in res]}
     report.update(objective="fewshot", wall_time_s=time.perf_counter() - t0, device=dev)
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_json(run_dir / FINAL_FILE, report)

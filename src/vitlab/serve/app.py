@@ -2,7 +2,7 @@
 
     GET  /                 the page (static/index.html, app.js, style.css: no build step, no CDN)
     GET  /model            the model card: architecture, parameters, classes, training data and accuracy,
-                           analysis figures and example images (JSON)
+                           analysis figures, example images and the upload limits (JSON)
     POST /predict          multipart/form-data with the image in field ``image`` (``?topk=5``): top-k
                            classes, the attention rollout and the class token's attention per layer and head
     GET  /examples/K.png   a few images of the run's own test data
@@ -48,8 +48,13 @@ log = logging.getLogger("vitlab.serve")
 
 STATIC = Path(__file__).with_name("static")
 MAX_BYTES = 20 * 1024 * 1024  # an upload larger than this is refused before it is decoded
+# An upload over the limit but not over this is read to its end (and dropped) before the 413 is sent: a client
+# that sends its whole request before it reads (Python's urllib, curl without Expect) then gets the message
+# instead of a connection reset. A larger one is answered at once, and its connection closed.
+DRAIN_BYTES = 512 * 1024 * 1024
 MAX_PIXELS = 40_000_000  # ~ 8000 x 5000; checked from the image header, before decoding
-NUM_EXAMPLES = 8
+NUM_EXAMPLES = 8  # example images on the page; one a class instead when there are at most EVERY_CLASS classes
+EVERY_CLASS = 12
 DISPLAY_SIDE = 256  # the longer side of the "what the model sees" image sent back with each prediction
 # Analysis figures vitlab analyze writes, in the order the page shows them: stem -> (title, caption).
 FIGURES = {
@@ -207,12 +212,18 @@ def build_explorer(
         except (OSError, ValueError) as e:
             card["notes"].append(f"no example images: the run's data set {data!r} could not be opened ({e})")
     if ds is not None:
-        explorer.examples = _pick_examples(ds, NUM_EXAMPLES, EvalTransform.for_model(model.cfg))
+        explorer.examples = _pick_examples(ds, example_count(ds.num_classes), EvalTransform.for_model(model.cfg))
     _gather_figures(explorer, run, ds, data, data_dir)
     card["examples"] = [{"url": f"/examples/{k}.png", "label": lab} for k, (lab, _) in enumerate(explorer.examples)]
     card["figures"] = [{"url": f"/figures/{stem}.png", "title": title, "caption": caption}
                        for stem, (title, caption) in FIGURES.items() if stem in explorer.figures]
     return explorer
+
+
+def example_count(num_classes: int) -> int:
+    """How many example images the page shows: one of every class where they fit on a line or two (all ten
+    of Fashion-MNIST's, bag and ankle boot included), else NUM_EXAMPLES."""
+    return max(NUM_EXAMPLES, num_classes) if num_classes <= EVERY_CLASS else NUM_EXAMPLES
 
 
 def _pick_examples(ds, n: int, tf: EvalTransform) -> list[tuple[str, bytes]]:
@@ -269,7 +280,11 @@ async def _read_upload(request: Request, max_bytes: int) -> tuple[bytes, str]:
     if not length.isdigit():
         raise BadUpload(400, f"Content-Length {length!r} is not a number of bytes")
     if int(length) > max_bytes + 64 * 1024:  # the file plus room for the multipart headers
-        raise BadUpload(413, f"the upload is {length} bytes; the limit is {max_bytes:,} bytes")
+        if int(length) <= DRAIN_BYTES:
+            async for _ in request.stream():
+                pass
+        raise BadUpload(413, f"the upload is {int(length):,} bytes; the limit is {max_bytes:,} bytes "
+                             f"({max_bytes / 2**20:g} MiB) a file")
     try:
         form = await request.form(max_files=1, max_fields=8)
     except Exception as e:  # malformed multipart body: the parser's message says where
@@ -323,7 +338,7 @@ def create_app(
         return JSONResponse({"file": name, **result})
 
     async def model_card(request: Request) -> Response:
-        return JSONResponse(explorer.card)
+        return JSONResponse({**explorer.card, "limits": {"bytes": max_bytes, "pixels": max_pixels}})
 
     async def example(request: Request) -> Response:
         k = request.path_params["k"]

@@ -3,7 +3,8 @@
 A recipe is one YAML file with the sections below; every field can be overridden from the command
 line (``vitlab train --config X.yaml optim.lr=3e-4 data.batch_size=128``). Values are parsed as YAML
 and checked against the field's type, so ``optim.lr=abc`` or ``optim.nesterov=3`` fail with a message
-naming the field; an unknown key fails with the list of valid ones. The ``model`` section takes the
+naming the field; an unknown key fails naming the closest valid ones (``optim.lrr``: did you mean
+``optim.lr``?), or its section's keys when none is close. The ``model`` section takes the
 registry name plus any field of that model's config class: ``ViTConfig`` for ViTs and hybrids
 (``model.depth=4``, ``model.drop_path_rate=0.1``), ``ResNetConfig`` for the BiT ResNets
 (``model.width=0.5``, ``model.layers=[2,2,2,2]``).
@@ -122,13 +123,13 @@ class TrainSection:
     objective: str = "classify"  # classify (labels) or masked_patch (self-supervised, paper appendix B.1.2)
     device: str = "auto"  # auto (cuda when available), cpu, cuda, cuda:1
     precision: str = "auto"  # auto (CUDA: bf16; CPU: bf16 where native and faster, see train/precision.py), fp32, bf16
-    compile: bool | str = False  # torch.compile the training step: true, false, or auto (CUDA, or a CPU with a C++ compiler on PATH)
+    compile: bool | str = False  # torch.compile the training step: true, false, or auto (CUDA, or a CPU with a C++ compiler on PATH); the first step compiles (timed in the log)
     threads: int | None = None  # torch CPU threads per process; None: cores / local processes
     ema_decay: float = 0.0  # Polyak/EMA averaging of the weights (e.g. 0.9999); 0: off. Eval and model/ use it
     eval_every_epochs: int = 1
     ckpt_every_steps: int = 500  # periodic checkpoint; 0: only end of epoch
     keep_last: int = 2  # periodic/epoch checkpoints kept (best.pt is kept separately)
-    log_every_steps: int = 20
+    log_every_steps: int = 20  # training records (metrics.jsonl, TensorBoard; a printed line under --no-progress)
     grad_checkpointing: bool = False
     strategy: str = "auto"  # under torchrun: ddp (whole model per process), fsdp (sharded; any process count), auto (train/strategy.py)
 
@@ -323,21 +324,28 @@ class ConfigKeyError(ConfigError, KeyError):
 
 
 def _unknown(key: str) -> KeyError:
-    valid = _valid_keys()
-    close = difflib.get_close_matches(key, valid, n=3)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
-    return ConfigKeyError(f"unknown config key {key!r}.{hint} Valid keys:\n  " + "\n  ".join(valid))
+    return ConfigKeyError(f"unknown config key {key!r}.{_suggest(key, _valid_keys())}")
 
 
 def _unknown_model_key(key: str, name: str | None) -> KeyError:
-    """A model.* key that the named model's config class does not have; names the class and its keys."""
+    """A model.* key that the named model's config class does not have; names the class."""
     cls = model_config_class(name)
-    valid = [f"model.{k}" for k in _model_keys(cls)]
-    close = difflib.get_close_matches(key, valid, n=3)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
     what = f"a field of {cls.__name__}, the config class of model.name={name}" if cls else \
         f"a field of {' or '.join(c.__name__ for c in _MODEL_CLASSES)}"
-    return ConfigKeyError(f"unknown config key {key!r}: not {what}.{hint} Valid model keys:\n  " + "\n  ".join(valid))
+    return ConfigKeyError(f"unknown config key {key!r}: not {what}."
+                          + _suggest(key, [f"model.{k}" for k in _model_keys(cls)]))
+
+
+def _suggest(key: str, valid: list[str]) -> str:
+    """The keys close to ``key`` (else its section's, on one line), and where to find them all."""
+    sec, _, name = key.partition(".")
+    same = {k.partition(".")[2]: k for k in valid if k.startswith(sec + ".")}
+    close = [same[n] for n in difflib.get_close_matches(name, same, n=3)] if same else \
+        difflib.get_close_matches(key, valid, n=3)
+    near = f" Did you mean {', '.join(close)}?" if close else \
+        f" The {sec} keys: {', '.join(same)}." if same else f" The sections: {', '.join(_SECTIONS)}."
+    return near + " Every key with its value: vitlab train --print-config; what each means: the recipe reference " \
+                  "(docs/reference/recipe.md)."
 
 
 def check_model_options(m: ModelSection) -> None:

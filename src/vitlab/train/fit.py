@@ -27,11 +27,12 @@ def _registered_patch(name: str) -> int | None:
     return getattr(get_config(name), "patch_size", None)
 
 
-def fit_model_options(spec: str, ds: Source, options: dict[str, Any],
-                      model_name: str | None) -> tuple[dict[str, Any], str | None]:
+def fit_model_options(spec: str, ds: Source, options: dict[str, Any], model_name: str | None,
+                      size_key: str = "model.img_size") -> tuple[dict[str, Any], str | None]:
     """`options` (ViTConfig overrides from the recipe) completed from the data, and a line saying what was
     chosen (None for named data sets). `model_name` None: the architecture comes from a checkpoint, whose
-    channel count is checked after loading (check_channels)."""
+    channel count is checked after loading (check_channels). `size_key`: the recipe key that set
+    ``options["img_size"]``, named in that line."""
     if is_named(spec):
         return options, None
     out = dict(options)
@@ -58,7 +59,7 @@ def fit_model_options(spec: str, ds: Source, options: dict[str, Any],
         said.append(f"img_size={h}x{w} (from the data)")
     else:
         mh, mw = (out["img_size"],) * 2 if isinstance(out["img_size"], int) else out["img_size"]
-        said.append(f"img_size={mh}x{mw} (model.img_size" + (")" if (mh, mw) == (h, w) or ds.image_size is None
+        said.append(f"img_size={mh}x{mw} ({size_key}" + (")" if (mh, mw) == (h, w) or ds.image_size is None
                                                              else f"; the {h}x{w} data is resized to it)"))
     return out, "model: " + ", ".join(said)
 

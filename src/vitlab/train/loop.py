@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from ..data.pipeline import Batches, CropSpec, default_workers, train_batches
 from ..data.sampler import stream_seed
 from ..data.shard_order import ShardSchedule, training_schedule
+from ..utils.figures import rounded
 from ..utils.io import atomic_write
 from ..weights.runs import CONFIG_FILE, MODEL_DIR, SKIPPED_FILE
 from . import distributed as dd
@@ -40,7 +41,7 @@ from .config import Config, config_from_dict
 from .objectives import EvalSetup, make_objective
 from .optim import set_lr
 from .plan import make_plan
-from .runlog import RunLogger
+from .runlog import Pace, RunLogger, train_line
 from .setup import Data, build_run_model, load_data
 from .state import TrainState
 from .strategy import clip_grad_norm
@@ -104,21 +105,26 @@ def _loop(st: TrainState, data: Data, batches: Batches, resumed: Path | None, pr
         log.info(_banner(st, data, resumed))
     t_start, reported = time.perf_counter(), 0  # reported: unreadable files logged so far
     last_eval: tuple[int, dict[str, Any]] | None = None  # (step, summary) of the latest evaluation
-    window = [0.0, 0, 0.0]  # loss sum, steps, seconds in train_step (eval and saving excluded)
+    # loss sum, steps, then the seconds in train_step and their steps (eval, saving and compiling excluded)
+    window = [0.0, 0, 0.0, 0]
+    pace = Pace()
+    compiling = st.compile  # the next step compiles: the first one, and the first after a stage's resize
     with _stop_signals() as signalled, log, log.progress(plan.total_steps, st.step, progress) as bar:
         while st.step < plan.total_steps:
             if plan.size_at(st.step) != tuple(model.cfg.img_size):
                 st.resize(plan.size_at(st.step))
                 log.info(f"step {st.step}: training at {model.cfg.img_size[0]}x{model.cfg.img_size[1]}")
-            t0 = time.perf_counter()
-            loss, gnorm, stop = _step_or_eager(st, log, batches, signalled[0])
-            dt = time.perf_counter() - t0
+                compiling = st.compile
+            loss, gnorm, stop, dt = _timed_step(st, log, compiling, batches, signalled[0])
+            timed = not compiling  # a compiling step's seconds say nothing of the speed
+            compiling = False
+            pace.stepped(st.step)
             st.train_time += dt
-            window = [window[0] + loss, window[1] + 1, window[2] + dt]
+            window = [window[0] + loss, window[1] + 1, window[2] + dt * timed, window[3] + timed]
             bar.update(1)
             if st.step % r.log_every_steps == 0 or st.step == plan.total_steps:
-                _log_train(log, bar, st, window, gnorm)
-                window = [0.0, 0, 0.0]
+                _log_train(log, bar, st, window, gnorm, pace.left(st.step, plan.total_steps))
+                window = [0.0, 0, 0.0, 0]
                 reported = _report_skipped(st, batches, log, reported)
             if (s := _evaluate_and_save(st, data, log)) is not None:
                 last_eval = (st.step, s)
@@ -164,6 +170,19 @@ def _batches(st: TrainState, data: Data) -> Batches:
 
 def _workers(cfg: Config, d: dd.Dist) -> int:
     return cfg.data.workers if cfg.data.workers is not None else default_workers(d.local_world)
+
+
+def _timed_step(st: TrainState, log: RunLogger, compiling: bool,
+                *step_args: Any) -> tuple[float, float, int | None, float]:
+    """A step (``_step_or_eager``) and its seconds; a step that compiles is announced before and timed after."""
+    if compiling:
+        log.info(f"step {st.step}: compiling the model (torch.compile)...")
+    t0 = time.perf_counter()
+    loss, gnorm, stop = _step_or_eager(st, log, *step_args)
+    dt = time.perf_counter() - t0
+    if compiling and st.compile:  # (when compiling failed, _step_or_eager said so)
+        log.info(f"step {st.step}: compiled in {dt:.1f} s")
+    return loss, gnorm, stop, dt
 
 
 def _step_or_eager(st: TrainState, log: RunLogger, *step_args: Any) -> tuple[float, float, int | None]:
@@ -268,21 +287,26 @@ def _finish(st: TrainState, data: Data, log: RunLogger, last_eval: tuple[int, di
     run = {"steps": st.step, "epochs": st.plan.epoch(st.step), "train_time_s": st.train_time,
            "wall_time_s_this_process": wall, "processes": st.d.world, "device": str(st.d.device),
            "ema": st.ema is not None}
-    final = st.objective.final(s, data.test_name, data.eval_name, st.best, run)
+    final = rounded(st.objective.final(s, data.test_name, data.eval_name, st.best, run))
     write_outputs(st.run_dir, st.cfg, final, data.classes)
     log.info(f"done: {data.test_name} {st.objective.describe(s)} in {st.train_time / 60:.1f} min of training; wrote "
              f"{st.run_dir}/model, final.json, report.md, plots")
     return final
 
 
-def _log_train(log: RunLogger, bar, st: TrainState, window: list, gnorm: float) -> None:
-    """The training scalars averaged since the last record (loss, images/s), the lr without layer scaling."""
+def _log_train(log: RunLogger, bar, st: TrainState, window: list, gnorm: float, left: float | None) -> None:
+    """The training scalars averaged since the last record (loss, images/s), the lr without layer scaling:
+    recorded, and shown in the progress bar or, without one, as a line (``left``: seconds to the end)."""
     g = st.optimizer.param_groups[0]
     rec = {"step": st.step, "epoch": st.plan.epoch(st.step), "train_loss": window[0] / window[1],
            "lr": g["lr"] / g.get("lr_scale", 1.0), "grad_norm": gnorm, "img_size": st.model.cfg.img_size[0],
-           "img_per_s": window[1] * st.cfg.data.batch_size / max(window[2], 1e-9)}
+           "img_per_s": window[3] * st.cfg.data.batch_size / max(window[2], 1e-9) if window[3] else None}
     log.scalars(rec)
-    bar.set_postfix(loss=f"{rec['train_loss']:.4f}", lr=f"{rec['lr']:.2e}", img_s=f"{rec['img_per_s']:.0f}")
+    if bar.disable:
+        log.info(train_line(rec, st.plan.total_steps, left))
+    else:
+        speed = {"img_s": f"{rec['img_per_s']:.0f}"} if rec["img_per_s"] else {}
+        bar.set_postfix(loss=f"{rec['train_loss']:.4f}", lr=f"{rec['lr']:.2e}", **speed)
 
 
 # -- resuming ------------------------------------------------------------------------------------------------

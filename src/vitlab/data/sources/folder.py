@@ -100,14 +100,17 @@ def _report_skipped(root: Path, skipped: list[tuple[str, str]], limit: int = 20)
     return "\n".join(lines)
 
 
-def report_or_raise(root: Path, skipped: list[tuple[str, str]], on_error: str) -> None:
+def report_or_raise(root: Path, skipped: list[tuple[str, str]], on_error: str, report: bool = True) -> None:
+    """on_error="raise": a ValueError listing the unusable files; else they are printed (stderr) when
+    ``report`` (callers that list them themselves, as `vitlab data` does, say False)."""
     if not skipped:
         return
     if on_error == "raise":
         raise ValueError(_report_skipped(root, skipped) + "\nfix or remove them, or skip them "
                          "(on_error='skip', --on-error skip, data.on_error=skip)")
-    print(_report_skipped(root, skipped) + "\n(skipped; on_error='raise', --on-error raise or data.on_error=raise "
-          "stops instead)", file=sys.stderr)
+    if report:
+        print(_report_skipped(root, skipped) + "\n(skipped; on_error='raise', --on-error raise or data.on_error=raise "
+              "stops instead)", file=sys.stderr)
 
 
 def load_image_folder(
@@ -117,13 +120,15 @@ def load_image_folder(
     channels: int | None = None,
     cache: PathLike | Literal["auto"] | None = None,
     progress: bool = True,
+    report: bool = True,
 ) -> ImageDataset:
     """One subfolder per class (sorted names = label order), decoded once into uint8 memory.
 
     Every image is resized (PIL bicubic, aspect ratio not kept) to `size` (int or (h, w)); with size=None
     the first readable image's size is used for all. `channels` None gives 1 channel when every image is
     grayscale, else 3. Unusable files (corrupt, truncated, empty, not an image, wrong extension) are listed
-    in `dataset.skipped` and printed; with on_error="raise" a ValueError lists them all instead.
+    in `dataset.skipped` and printed (unless not `report`); with on_error="raise" a ValueError lists them all
+    instead.
     `cache` (a .npz path, or "auto" for default_cache_path(root)) stores the decoded arrays and is reused
     while no file's size/mtime changed. Dangling symlinks, unreadable files and decompression bombs are
     listed like any other unusable file; one bad file never stops the rest unless on_error="raise".
@@ -140,7 +145,7 @@ def load_image_folder(
         cache = default_cache_path(root)
     cached = _read_cache(Path(cache), fp) if cache is not None else None
     if cached is not None:
-        report_or_raise(root, cached.skipped, on_error)
+        report_or_raise(root, cached.skipped, on_error, report)
         return cached
 
     def decode(p: Path) -> np.ndarray | str:
@@ -169,7 +174,7 @@ def load_image_folder(
                 paths.append(p.relative_to(root).as_posix())
     if not arrays:
         raise ValueError(f"no readable images under {root}" + ("\n" + _report_skipped(root, skipped) if skipped else ""))
-    report_or_raise(root, skipped, on_error)
+    report_or_raise(root, skipped, on_error, report)
     out_c = channels or (3 if any(a.ndim == 3 for a in arrays) else 1)
     images = np.stack([a[..., None].repeat(out_c, -1) if a.ndim == 2 else a for a in arrays]).transpose(0, 3, 1, 2)
     ds = ImageDataset(torch.from_numpy(np.ascontiguousarray(images)), torch.tensor(labels, dtype=torch.int64),

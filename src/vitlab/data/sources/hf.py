@@ -214,8 +214,10 @@ class HFSource(Source):
         return f"HFSource({len(self)} rows of {self.where}, {self.num_classes} classes, read lazily)"
 
 
-def open_hf(spec: str, split: str = "train", on_error: Literal["skip", "raise"] = "skip") -> HFSource:
-    """The rows of `split` of the table `spec` names (see the module docstring)."""
+def open_hf(spec: str, split: str = "train", on_error: Literal["skip", "raise"] = "skip",
+            report: bool = True) -> HFSource:
+    """The rows of `split` of the table `spec` names (see the module docstring); unlabelled rows are reported
+    (when `report`) or raise, with on_error="raise"."""
     path, cols = parse_hf_spec(spec)
     splits = load_hf_splits(path)
     name = _pick_split(splits, split)
@@ -232,5 +234,5 @@ def open_hf(spec: str, split: str = "train", on_error: Literal["skip", "raise"] 
     table = table.cast_column(image, _datasets().Image(decode=False)).select_columns([image])
     src = HFSource(table, image, rows, torch.from_numpy(labels[rows]), classes, skipped, 3, where)
     src.channels = guess_channels(lambda i: io.BytesIO(src.read_bytes(i)), len(src))
-    report_or_raise(path, skipped, on_error)
+    report_or_raise(path, skipped, on_error, report)
     return src

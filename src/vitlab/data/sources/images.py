@@ -84,12 +84,21 @@ def decode_image(fp: BinaryIO, name: str, max_pixels: int | None = None) -> Imag
         raise
     except Image.DecompressionBombError as e:
         raise ImageTooLargeError(f"image {name} refused as a possible decompression bomb ({e})") from e
-    except UnidentifiedImageError as e:
-        raise ValueError(f"cannot read image {name}: not a recognised image format (PNG, JPEG, WebP, GIF, BMP, "
-                         "TIFF, ...)") from e
-    except (OSError, SyntaxError, ValueError) as e:
-        raise ValueError(f"cannot read image {name}: corrupt or truncated ({e})") from e
+    except UNREADABLE as e:
+        raise unreadable(name, e) from e
     return img
+
+
+UNREADABLE = (UnidentifiedImageError, OSError, SyntaxError, ValueError)  # what Pillow raises for bad image data
+
+
+def unreadable(name: str, e: Exception) -> ValueError:
+    """The error for image ``name`` that Pillow could not read (``e``, one of UNREADABLE), in words: Pillow's
+    own text for data it cannot identify names a file object (``<_io.BytesIO object at 0x...>``)."""
+    if isinstance(e, UnidentifiedImageError):
+        return ValueError(f"cannot read image {name}: not a recognised image format (PNG, JPEG, WebP, GIF, BMP, "
+                          "TIFF, ...)")
+    return ValueError(f"cannot read image {name}: corrupt or truncated ({e})")
 
 
 def image_to_array(img: Image.Image, channels: int | None = None) -> np.ndarray:

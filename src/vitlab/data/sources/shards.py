@@ -316,9 +316,10 @@ class ShardSource(Source):
 
 
 def open_shards(spec: str, split: str = "train", on_error: Literal["skip", "raise"] = "skip",
-                cache: PathLike | None = None) -> ShardSource:
+                cache: PathLike | None = None, report: bool = True) -> ShardSource:
     """The samples of the shard set `spec` at `split` (see the module docstring for the forms), from the
-    cached index when the shards are unchanged; unusable samples are reported (or raise, with on_error="raise")."""
+    cached index when the shards are unchanged; unusable samples are reported (when `report`) or raise,
+    with on_error="raise"."""
     files = shard_split(spec, split)
     if files is None:
         raise NoTestSplitError(f"{spec} has no {split} shards (no {'/ '.join(SPLIT_DIRS[split])}/ subdirectory of "
@@ -333,7 +334,7 @@ def open_shards(spec: str, split: str = "train", on_error: Literal["skip", "rais
             cached = _build_index(files)
             write_cached(where, cached, key)
     src = _source(files, cached)
-    report_or_raise(files[0].parent, src.skipped, on_error)
+    report_or_raise(files[0].parent, src.skipped, on_error, report)
     return src
 
 

@@ -4,6 +4,9 @@
 const $ = (id) => document.getElementById(id);
 let result = null;   // the last /predict answer
 let view = null;     // its "what the model sees" image, decoded
+let maxBytes = null; // the largest upload the server takes (from the model card)
+
+const mib = (n) => `${+(n / 2 ** 20).toFixed(1)} MiB`;
 
 // Inferno-like colour ramp: dark = little attention, bright = much.
 const STOPS = [[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]];
@@ -48,6 +51,11 @@ function showError(message) {
 
 async function predict(file) {
   showError("");
+  if (maxBytes !== null && file.size > maxBytes) {  // told here: the server would only refuse it after the upload
+    showError(`${file.name || "the image"} is ${mib(file.size)}; the server takes images of at most ${mib(maxBytes)}: ` +
+      "send a smaller or more compressed file");
+    return;
+  }
   $("status").textContent = `classifying ${file.name || "image"}...`;
   const form = new FormData();
   form.append("image", file, file.name || "image");
@@ -123,6 +131,8 @@ async function loadCard() {
     $("model-line").textContent = "could not load the model card: " + e.message;
     return;
   }
+  maxBytes = card.limits.bytes;
+  $("limit").textContent = `(at most ${mib(maxBytes)})`;
   const a = card.architecture, [h, w] = a.img_size;
   const arch = `ViT: ${card.depth} layers, width ${a.embed_dim}, ${card.num_heads} heads, MLP ${a.mlp_dim}, ` +
     `patch ${a.patch_size}, input ${h}x${w}x${a.in_chans}, classifier ${a.classifier}, pos_embed ${a.pos_embed}`;
