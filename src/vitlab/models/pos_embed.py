@@ -7,7 +7,10 @@ the original image". Libraries disagree on *how*, and the results differ, so the
 - ``official``: what Google's code does, ``scipy.ndimage.zoom(order=1)`` on the (h, w, D) grid. That
   zoom maps corner to corner, i.e. bilinear interpolation with ``align_corners=True``.
 - ``bilinear`` / ``bicubic``: ``torch.nn.functional.interpolate`` with ``align_corners=False`` (timm's
-  and Hugging Face's choice), optionally antialiased when shrinking.
+  and Hugging Face's choice), optionally antialiased when shrinking. Hugging Face's DINOv2, SigLIP and
+  CLIP ``interpolate_pos_encoding`` is ``bicubic``.
+- ``bicubic_aa``: the antialiased bicubic filter in both directions (PIL's, a = -0.5, rather than
+  a = -0.75), what timm's ``resample_abs_pos_embed`` does by default, for its dynamic image sizes too.
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-RESAMPLE_METHODS = ("official", "bilinear", "bicubic")
+RESAMPLE_METHODS = ("official", "bilinear", "bicubic", "bicubic_aa")
 
 Grid = tuple[int, int]
 
@@ -36,6 +39,8 @@ def resample_grid(grid: Tensor, new_size: Grid, method: str = "official", antial
     x = grid.permute(0, 3, 1, 2).to(torch.promote_types(dtype, torch.float32))  # at least fp32, keep fp64
     if method == "official":
         x = F.interpolate(x, size=new_size, mode="bilinear", align_corners=True)
+    elif method == "bicubic_aa":
+        x = F.interpolate(x, size=new_size, mode="bicubic", align_corners=False, antialias=True)
     else:
         x = F.interpolate(x, size=new_size, mode=method, align_corners=False, antialias=antialias)
     return x.permute(0, 2, 3, 1).to(dtype)
