@@ -134,6 +134,11 @@ def get_config(name: str, **overrides: Any) -> ModelConfig:
     return replace(base, **overrides)
 
 
+def heads_by_width() -> dict[int, int]:
+    """embed_dim -> num_heads of the registered ViTs: the head count of a checkpoint whose shapes cannot say it."""
+    return {cfg.embed_dim: cfg.num_heads for cfg in map(get_config, _REGISTRY) if isinstance(cfg, ViTConfig)}
+
+
 def model_from_config(cfg: ModelConfig) -> nn.Module:
     """The model class a config describes: VisionTransformer (incl. hybrids) or the ResNet baseline."""
     return ResNet(cfg) if isinstance(cfg, ResNetConfig) else VisionTransformer(cfg)

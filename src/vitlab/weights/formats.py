@@ -31,9 +31,13 @@ FORMATS = {
                     "classes and normalisation from RUN/model)",
     "vitlab-state-dict": "vitlab state dict (.safetensors whose metadata carries the vitlab config)",
     "timm": "timm / bare vitlab state dict (.safetensors, .pth, .pt, .bin; possibly nested under 'state_dict'/'model')",
-    "hf": "Hugging Face ViT directory (config.json with model_type 'vit' + model.safetensors or pytorch_model.bin)",
+    "hf": "Hugging Face directory (config.json with model_type 'vit', 'dinov2', 'dinov2_with_registers', 'siglip', "
+          "'siglip_vision_model', 'clip' or 'clip_vision_model' + model.safetensors or pytorch_model.bin)",
     "official": "Google official .npz (flat '/'-separated keys: embedding/kernel, Transformer/encoderblock_N/...)",
 }
+
+# Hugging Face model types whose image tower vitlab reads (a full SigLIP / CLIP model: its vision_model).
+HF_MODEL_TYPES = ("vit", "dinov2", "dinov2_with_registers", "siglip", "siglip_vision_model", "clip", "clip_vision_model")
 
 CONFIG_METADATA_KEY = "vitlab_config"  # safetensors metadata entry holding a vitlab config as JSON
 
@@ -115,13 +119,13 @@ def _read_dir(path: Path) -> Checkpoint:
         state, _ = _load_safetensors(_need(path, WEIGHTS_NAME))
         cfg = {k: v for k, v in cfg.items() if k != "format"}
         return Checkpoint(path, "vitlab", state, config=cfg)
-    if cfg.get("model_type") == "vit":
+    if cfg.get("model_type") in HF_MODEL_TYPES:
         extra = {}
         pre = path / "preprocessor_config.json"
         if pre.is_file():
             extra["preprocessor"] = json.loads(pre.read_text())
         return Checkpoint(path, "hf", _read_hf_weights(path), config=cfg, extra=extra)
-    raise _unknown(path, f"{cfg_file} is neither a vitlab config nor a Hugging Face ViT config "
+    raise _unknown(path, f"{cfg_file} is neither a vitlab config nor a Hugging Face config of {HF_MODEL_TYPES} "
                    f"(model_type={cfg.get('model_type')!r})")
 
 

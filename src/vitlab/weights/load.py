@@ -55,6 +55,7 @@ def _source_grid(ckpt: Checkpoint) -> tuple[int, int] | None:
         if c.get("backbone_layers") is not None:
             scale = backbone_stride(tuple(c["backbone_layers"]))
         return (h // (p * scale), w // (p * scale))
+    c = hf.vision_config(c) if ckpt.format == "hf" else c
     if ckpt.format == "hf" and "patch_size" in c:
         size = c.get("image_size", 224)
         h, w = to_2tuple(size)
@@ -66,7 +67,7 @@ def _source_grid(ckpt: Checkpoint) -> tuple[int, int] | None:
 def fit(model: VisionTransformer, state: dict[str, Tensor], method: str, grid: tuple[int, int] | None = None) -> list[str]:
     """Adapt ``state`` in place to ``model`` where fine-tuning expects it; returns what was done."""
     notes: list[str] = []
-    prefix = model.num_prefix_tokens
+    prefix = model.num_pos_prefix
     pos = state.get("pos_embed")
     if pos is not None and model.pos_embed is not None and pos.ndim == 3 and pos.shape[-1] == model.pos_embed.shape[-1]:
         n = pos.shape[1] - prefix
