@@ -31,8 +31,9 @@ FORMATS = {
                     "classes and normalisation from RUN/model)",
     "vitlab-state-dict": "vitlab state dict (.safetensors whose metadata carries the vitlab config)",
     "timm": "timm / bare vitlab state dict (.safetensors, .pth, .pt, .bin; possibly nested under 'state_dict'/'model')",
-    "hf": "Hugging Face directory (config.json with model_type 'vit', 'dinov2', 'dinov2_with_registers', 'siglip', "
-          "'siglip_vision_model', 'clip' or 'clip_vision_model' + model.safetensors or pytorch_model.bin)",
+    "hf": "Hugging Face ViT directory (config.json with model_type 'vit', or the image towers 'dinov2', "
+          "'dinov2_with_registers', 'siglip', 'siglip_vision_model', 'clip', 'clip_vision_model'; + model.safetensors "
+          "or pytorch_model.bin)",
     "official": "Google official .npz (flat '/'-separated keys: embedding/kernel, Transformer/encoderblock_N/...)",
 }
 
