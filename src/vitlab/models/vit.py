@@ -78,13 +78,14 @@ class ViTConfig(ConfigDict):
     attn_drop_rate: float = 0.0  # dropout on the attention probabilities
     drop_path_rate: float = 0.0  # stochastic depth, rising linearly to this rate in the last block
     patch_drop_rate: float = 0.0  # training only: drop this share of patch tokens (PatchDropout, timm's name)
-    act: str = "gelu_tanh"  # MLP activation: "gelu_tanh" (official checkpoints), "gelu" (exact: timm, HF), "relu",
-    # "quick_gelu" (OpenAI CLIP), "swiglu" (DINOv2 g: SiLU-gated, fc1 twice mlp_dim wide)
+    # MLP activation: "gelu_tanh" (official checkpoints), "gelu" (exact: timm, HF), "relu", "quick_gelu" (OpenAI CLIP),
+    # "swiglu" (DINOv2 g: SiLU-gated, fc1 twice mlp_dim wide)
+    act: str = "gelu_tanh"  # "gelu_tanh", "gelu", "relu", "quick_gelu" or "swiglu" (see above)
     norm_eps: float = 1e-6  # LayerNorm epsilon (official 1e-6; HF configs may say 1e-12)
     head_bias_init: float = 0.0  # the official pretraining head uses -10 with sigmoid cross-entropy
     dynamic_img_size: bool = False  # accept any input size that is a multiple of the patch
     pos_resample: str = "official"  # method for set_input_size / dynamic sizes (see pos_embed.py)
-    reg_tokens: int = 0  # register tokens after the class token (DINOv2 reg4: 4); never pooled, no position embedding
+    reg_tokens: int = 0  # register tokens after the class token (DINOv2 reg4: 4), read by no classifier
     no_embed_class: bool = False  # learned position embeddings cover the patches only, not class/register tokens
     init_values: float | None = None  # LayerScale: per-channel scale on each residual branch, initialised to this
     pre_norm: bool = False  # LayerNorm on the embedded tokens before the first block (CLIP's ln_pre)
@@ -112,6 +113,16 @@ class ViTConfig(ConfigDict):
             self.class_names = tuple(self.class_names)
         self.mean, self.std = tuple(self.mean), tuple(self.std)
         self.validate()
+
+    def switches(self) -> list[str]:
+        """The post-2020 switches this config turns on, in words (the model table, `vitlab info`)."""
+        on = [f"{self.reg_tokens} registers" if self.reg_tokens else "",
+              "no class position embedding" if self.no_embed_class else "",
+              f"LayerScale {self.init_values:g}" if self.init_values is not None else "",
+              "MAP head" if self.classifier == "map" else "", "pre-norm" if self.pre_norm else "",
+              "" if self.patch_bias else "no patch bias", "QK-norm" if self.qk_norm else "",
+              self.act if self.act in ("swiglu", "quick_gelu") else ""]
+        return [s for s in on if s]
 
     def validate(self) -> None:
         """Refuse inconsistent settings now, with a message naming the field, not deep inside forward()."""

@@ -261,7 +261,8 @@ def describe_checkpoint(path: str | os.PathLike, checkpoint: str | os.PathLike |
                 f"patch {cfg.patch_size}, image {h}x{w}, classifier {cfg.classifier}, pos_embed {cfg.pos_embed}, "
                 f"act {cfg.act}, eps {cfg.norm_eps:g}"
                 + (f", pre_logits {cfg.representation_size}" if cfg.representation_size else "")
-                + (f", ResNet stages {cfg.backbone_layers} x{cfg.backbone_width}" if cfg.backbone_layers else ""))
+                + (f", ResNet stages {cfg.backbone_layers} x{cfg.backbone_width}" if cfg.backbone_layers else "")
+                + "".join(f", {s}" for s in cfg.switches()))
     lines = [
         f"file:          {ckpt.path}",
         f"format:        {ckpt.format} - {FORMATS[ckpt.format]}",
