@@ -83,7 +83,8 @@ BACKBONE = dict(num_classes=0, pos_resample="bicubic_aa", eval_interpolation="bi
 # DINOv2 (Oquab et al. 2023) [vit_{small,base,large,giant}_patch14{,_reg4}_dinov2]: LayerScale, exact GELU,
 # 518 px; the reg4 models add 4 registers (Darcet et al. 2023), their class token without position embedding.
 # g is DINOv2's own giant (1536 wide, 24 heads, SwiGLU MLP of 4096), not the "g" of Zhai et al.
-DINOV2 = dict(img_size=518, init_values=1e-5, act="gelu", mean=IMAGENET_MEAN, std=IMAGENET_STD, **BACKBONE)
+DINOV2 = dict(img_size=518, init_values=1e-5, act="gelu", mean=IMAGENET_MEAN, std=IMAGENET_STD, eval_resize="shorter",
+              **BACKBONE)
 for _size in ("s", "b", "l", "g"):
     _depth, _dim, _mlp, _heads = (40, 1536, 4096, 24) if _size == "g" else SIZES[_size]
     _shape = dict(patch_size=14, depth=_depth, embed_dim=_dim, mlp_dim=_mlp, num_heads=_heads,
