@@ -126,3 +126,19 @@ def test_export_refuses_what_transformers_cannot_hold(tmp_path):
         model = vitlab.VisionTransformer(vitlab.ViTConfig(**{**base, **kw}))
         with pytest.raises(ValueError, match=why):
             export(model, tmp_path / "out", "hf")
+
+
+def test_cli_convert_to_timm_and_back(saved, tmp_path, capsys):
+    """`vitlab convert DIR FILE --to timm`: a timm file says everything but the activation (no shape does) and,
+    at this unregistered width, the head count."""
+    from vitlab import cli
+
+    key, hf, path = saved
+    assert cli.main(["convert", str(path), str(tmp_path / "m.safetensors"), "--to", "timm"]) == 0
+    model = load_model(path)
+    back = load_model(tmp_path / "m.safetensors", act=model.cfg.act, num_heads=3)
+    x = torch.randn(2, 3, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(back.forward_features(x), model.forward_features(x))
+    assert {f: getattr(back.cfg, f) for f in ("reg_tokens", "no_embed_class", "classifier", "pre_norm", "patch_bias")} \
+        == {f: getattr(model.cfg, f) for f in ("reg_tokens", "no_embed_class", "classifier", "pre_norm", "patch_bias")}
