@@ -20,6 +20,35 @@ def _add_models(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_models)
 
 
+def _pretrained(args: argparse.Namespace) -> int:
+    from .weights.hub import describe_pretrained
+
+    print(describe_pretrained(args.pattern))
+    return 0
+
+
+def _add_pretrained(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pretrained", help="list the pretrained weights vitlab knows by name (paper, AugReg, hub, "
+                                          "shipped): architecture, data, resolution, classes, size, accuracy, license")
+    p.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'vit_b16.*'")
+    p.set_defaults(func=_pretrained)
+
+
+def _download(args: argparse.Namespace) -> int:
+    from .weights.hub import fetch
+
+    for name in args.names:
+        print(f"{name}: {fetch(name)}")
+    return 0
+
+
+def _add_download(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("download", help="fetch pretrained weights ahead of time into the cache (resumable, verified)")
+    p.add_argument("names", nargs="+", metavar="NAME", help="catalog names or aliases (`vitlab pretrained`), or "
+                                                              "hf-hub:ORG/NAME")
+    p.set_defaults(func=_download)
+
+
 def _checkpoint_overrides(args: argparse.Namespace) -> dict:
     """ViTConfig fields a checkpoint's shapes cannot tell (only those given on the command line)."""
     return {k: v for k, v in (("num_heads", args.num_heads), ("act", args.act)) if v is not None}
@@ -60,7 +89,7 @@ def _convert(args: argparse.Namespace) -> int:
 
 def _add_convert(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("convert", help="convert a checkpoint (official .npz, timm, Hugging Face, vitlab) to another layout")
-    p.add_argument("src", help="checkpoint file or directory in any supported format")
+    p.add_argument("src", help="checkpoint file or directory in any supported format, or a pretrained NAME / hf-hub:ORG/NAME")
     p.add_argument("dst", help="output: a directory for vitlab/hf, a file for timm (.safetensors) and npz")
     p.add_argument("--to", required=True, choices=("vitlab", "timm", "hf", "npz"), help="output layout")
     _add_checkpoint_choice(p)
@@ -77,7 +106,7 @@ def _info(args: argparse.Namespace) -> int:
 
 def _add_info(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="show a checkpoint's format, architecture, parameter count, classes and keys")
-    p.add_argument("ckpt", help="checkpoint file or directory")
+    p.add_argument("ckpt", help="checkpoint file or directory, or a pretrained NAME / hf-hub:ORG/NAME")
     _add_checkpoint_choice(p)
     _add_checkpoint_options(p)
     p.set_defaults(func=_info)
@@ -110,7 +139,8 @@ def _predict(args: argparse.Namespace) -> int:
 def _add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="top-k classes for image files, folders and globs, optionally with "
                                        "attention-rollout overlays; --out preds.csv|.jsonl for many files")
-    p.add_argument("ckpt", help="checkpoint: vitlab or training-run directory, HF directory, timm or official file")
+    p.add_argument("ckpt", help="checkpoint: vitlab or training-run directory, HF directory, timm or official file, or a "
+                                "pretrained NAME (`vitlab pretrained`) or hf-hub:ORG/NAME")
     p.add_argument("images", nargs="+", help="image files of any size and mode (resized as the checkpoint expects), "
                                              "folders (searched recursively) or quoted globs ('photos/**/*.jpg')")
     p.add_argument("--topk", type=int, default=5, help="classes to show per image (default 5)")
@@ -137,7 +167,8 @@ def _analyze(args: argparse.Namespace) -> int:
 def _add_analyze(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("analyze", help="the paper's figures for a checkpoint: filters, position similarity, "
                                        "attention distance, rollout (PNG + JSON + index.md)")
-    p.add_argument("ckpt", help="checkpoint: vitlab or training-run directory, HF directory, timm or official file")
+    p.add_argument("ckpt", help="checkpoint: vitlab or training-run directory, HF directory, timm or official file, or a "
+                                "pretrained NAME (`vitlab pretrained`) or hf-hub:ORG/NAME")
     p.add_argument("--data", required=True, help="dataset name (fashion_mnist, cifar10, ...) or path (class folders, "
                                                   ".npz, tar shards, a Hugging Face dataset)")
     p.add_argument("--out", required=True, help="output directory")
@@ -271,7 +302,8 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="top-1, top-5 and per-class accuracy of a checkpoint on a dataset")
-    p.add_argument("ckpt", help="run directory, save_pretrained directory, or any checkpoint vitlab reads")
+    p.add_argument("ckpt", help="run directory, save_pretrained directory, any checkpoint vitlab reads, or a "
+                                "pretrained NAME (`vitlab pretrained`) or hf-hub:ORG/NAME")
     p.add_argument("--data", help="dataset name (fashion_mnist, cifar10, digits, ...) or path; default for a run "
                                   "directory: its own data, and its held-out test images when it made them (split.json)")
     p.add_argument("--split", default="test", choices=("train", "test"))
@@ -300,7 +332,8 @@ def _export(args: argparse.Namespace) -> int:
 def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a checkpoint for deployment (ONNX, with classes and normalisation as "
                                       "metadata), checked against torch")
-    p.add_argument("ckpt", help="run directory, save_pretrained directory, or any checkpoint vitlab reads")
+    p.add_argument("ckpt", help="run directory, save_pretrained directory, any checkpoint vitlab reads, or a "
+                                "pretrained NAME (`vitlab pretrained`) or hf-hub:ORG/NAME")
     p.add_argument("--to", required=True, choices=("onnx",), help="output format")
     p.add_argument("out", help="output file, e.g. model.onnx")
     p.add_argument("--no-check", action="store_true", help="skip the comparison with torch (ONNX Runtime)")
@@ -323,7 +356,8 @@ def _fewshot(args: argparse.Namespace) -> int:
 def _add_fewshot(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fewshot", help="few-shot linear probe of a checkpoint's frozen features (the paper's ridge "
                                        "regression, k shots per class, several seeds)")
-    p.add_argument("ckpt", help="run directory, save_pretrained directory, or any checkpoint vitlab reads")
+    p.add_argument("ckpt", help="run directory, save_pretrained directory, any checkpoint vitlab reads, or a "
+                                "pretrained NAME (`vitlab pretrained`) or hf-hub:ORG/NAME")
     p.add_argument("--data", required=True, help="dataset name (fashion_mnist, cifar10, digits, ...) or path (class "
                                                   "folders, .npz, tar shards, a Hugging Face dataset)")
     p.add_argument("--split-train", default="train", help="split the shots are drawn from (default train)")
@@ -350,7 +384,8 @@ def _serve(args: argparse.Namespace) -> int:
 def _add_serve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="a local web page to explore a model: predictions, attention per layer and "
                                      "head, rollout, model card, analysis figures (needs the 'serve' extra)")
-    p.add_argument("ckpt", metavar="RUN_OR_CHECKPOINT", help="training-run directory or any ViT checkpoint vitlab reads")
+    p.add_argument("ckpt", metavar="RUN_OR_CHECKPOINT", help="training-run directory, any ViT checkpoint vitlab reads, or a "
+                                                                  "pretrained NAME (e.g. vitlab/fmnist)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--checkpoint", metavar="best|last|PATH",
@@ -404,7 +439,7 @@ def _add_experiment(sub: argparse._SubParsersAction) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vitlab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_models, _add_convert, _add_info, _add_predict, _add_analyze, _add_data, _add_train, _add_eval,
+    for add in (_add_models, _add_pretrained, _add_download, _add_convert, _add_info, _add_predict, _add_analyze, _add_data, _add_train, _add_eval,
                 _add_fewshot, _add_serve, _add_experiment, _add_export):
         add(sub)
     return parser
@@ -430,6 +465,10 @@ USER_ERRORS = (VitlabError, ValueError, FileNotFoundError)
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
+        if isinstance(getattr(args, "ckpt", None), str):  # vitlab/fmnist: the run directory in the package
+            from .weights.hub import shipped_path
+
+            args.ckpt = shipped_path(args.ckpt)
         return int(args.func(args) or 0)
     except USER_ERRORS as e:
         print(f"vitlab {args.command}: error: {e}", file=sys.stderr)

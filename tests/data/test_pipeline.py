@@ -1,5 +1,6 @@
 """The streaming path: micro-batches as a pure function of numbers, per-sample crops on the original image,
-reduced-size JPEG decoding, unreadable files replaced deterministically, whatever the number of workers."""
+reduced-size JPEG decoding, unreadable files replaced deterministically (whatever the number of workers) by
+stand-ins that carry their own labels."""
 import io
 
 import numpy as np
@@ -133,3 +134,26 @@ def test_unreadable_files_are_replaced_the_same_way_by_any_worker_count(tmp_path
     assert n == len(src) - 2 and len(skipped) == 2
     ds = materialize(src, tf)
     assert ds.images.shape == (len(src) - 2, 3, 12, 12) and len(ds.skipped) == 2
+
+
+def test_a_stand_in_carries_its_own_label(tmp_path, make_folder):
+    """Every file of class0 turns unreadable after the scan: each of its samples is replaced by a stand-in from
+    class1 or class2 and carries that one's label, which its pixels show (class c's pictures: channel c >= 200)."""
+    root = make_folder(tmp_path / "f", per_class=8)
+    src = open_dataset(str(root), in_memory=False)
+    for p in (root / "class0").iterdir():
+        p.write_bytes(b"unreadable")
+    sch = schedule(len(src), batch=8, epochs=3)
+    batches = StreamingBatches(src, sch, 0, CropSpec((12, 12)), 0, "skip", 0, torch.device("cpu"))
+    replaced = 0
+    for s in range(sch.total_steps):
+        x, y = batches.get(s, 0)
+        for j, row in enumerate(sch.at(s, 0).rows.tolist()):
+            label, cue = int(y[j]), int(x[j].float().mean((1, 2)).argmax())
+            if int(src.labels[row]) == 0:
+                replaced += 1
+                assert label in (1, 2), f"step {s} sample {j}: a stand-in labelled as the unreadable file"
+            else:
+                assert label == int(src.labels[row])
+            assert cue == label, f"step {s} sample {j}: label {label}, pixels of class{cue}"
+    assert replaced == 3 * 8  # each epoch reads all 24 images, class0's 8 among them

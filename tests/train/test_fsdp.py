@@ -72,6 +72,7 @@ def test_gradients_equal_one_unsharded_process(spawn):
     out, err = p.communicate(timeout=300)
     assert p.returncode == 0, err
     r = json.loads(out.strip().splitlines()[-1])
+    assert r["zero_grads"] == [], r  # every parameter, replicated or sharded, is checked with a real gradient
     assert r["norm"] == pytest.approx(r["ref_norm"], rel=1e-6) and r["ref_norm"] > 0.5  # so clipping acts
     assert r["grad_max_diff"] < 1e-6 and r["clipped_max_diff"] < 1e-6, r
 

@@ -21,6 +21,7 @@ from torch import Tensor
 from ..errors import CheckpointError
 from ..models.pretrained import CONFIG_NAME, FORMAT_TAG, WEIGHTS_NAME
 from .runs import MODEL_DIR, is_sharded_checkpoint, is_training_checkpoint, run_of, training_weights
+from . import timm
 from .sharded import read_sharded
 
 # Format name -> what it is; shown in errors and by `vitlab info`.
@@ -30,7 +31,8 @@ FORMATS = {
     "vitlab-train": "vitlab training checkpoint (RUN/checkpoints/*.pt, or a sharded *.dcp directory; architecture, "
                     "classes and normalisation from RUN/model)",
     "vitlab-state-dict": "vitlab state dict (.safetensors whose metadata carries the vitlab config)",
-    "timm": "timm / bare vitlab state dict (.safetensors, .pth, .pt, .bin; possibly nested under 'state_dict'/'model')",
+    "timm": "timm / bare vitlab state dict (.safetensors, .pth, .pt, .bin; possibly nested under 'state_dict'/'model'), "
+            "or a timm hub directory (config.json with pretrained_cfg + model.safetensors)",
     "hf": "Hugging Face ViT directory (config.json with model_type 'vit', or the image towers 'dinov2', "
           "'dinov2_with_registers', 'siglip', 'siglip_vision_model', 'clip', 'clip_vision_model'; + model.safetensors "
           "or pytorch_model.bin)",
@@ -120,13 +122,17 @@ def _read_dir(path: Path) -> Checkpoint:
         state, _ = _load_safetensors(_need(path, WEIGHTS_NAME))
         cfg = {k: v for k, v in cfg.items() if k != "format"}
         return Checkpoint(path, "vitlab", state, config=cfg)
+    if timm.is_hub_config(cfg):  # a timm hub repository: weights + timm's pretrained_cfg
+        state = _read_hf_weights(path)
+        return Checkpoint(path, "timm", unwrap_state_dict(state, path), extra={"metadata": timm.hub_metadata(cfg)})
     if cfg.get("model_type") in HF_MODEL_TYPES:
         extra = {}
         pre = path / "preprocessor_config.json"
         if pre.is_file():
             extra["preprocessor"] = json.loads(pre.read_text())
         return Checkpoint(path, "hf", _read_hf_weights(path), config=cfg, extra=extra)
-    raise _unknown(path, f"{cfg_file} is neither a vitlab config nor a Hugging Face config of {HF_MODEL_TYPES} "
+    raise _unknown(path, f"{cfg_file} is neither a vitlab config, a Hugging Face config of {HF_MODEL_TYPES} nor a "
+                   "timm hub config "
                    f"(model_type={cfg.get('model_type')!r})")
 
 
@@ -141,7 +147,7 @@ def _read_hf_weights(path: Path) -> dict[str, Any]:
         return state
     if (path / "pytorch_model.bin").is_file():
         return unwrap_state_dict(_load_torch(path / "pytorch_model.bin"), path)
-    raise FileNotFoundError(f"{path} has a Hugging Face config.json but no model.safetensors, "
+    raise FileNotFoundError(f"{path} has a config.json but no model.safetensors, "
                             "model.safetensors.index.json or pytorch_model.bin")
 
 

@@ -27,7 +27,9 @@ from ..models.vit import ViTConfig, VisionTransformer
 from ..utils.eval_fields import CONFIG_FIELDS
 from ..utils.size import to_2tuple
 from . import hf, official, timm
+from .catalog import close_names, get_pretrained, is_pretrained_name
 from .formats import FORMATS, Checkpoint, read_checkpoint
+from .hub import fetch, is_hub_name
 from .runs import select_checkpoint
 
 log = logging.getLogger("vitlab.weights")
@@ -167,6 +169,7 @@ def infer_config(ckpt: Checkpoint, **overrides: Any) -> ViTConfig | ResNetConfig
         cfg = timm.infer_config(to_vitlab_state(ckpt), overrides.get("num_heads"), frozenset(overrides))
         if ckpt.format == "hf":
             cfg["norm_eps"] = 1e-12  # HF's default layer_norm_eps
+    cfg.update(ckpt.extra.get("metadata", {}))  # what a pretrained name's catalog entry or a hub config says
     return ViTConfig.from_dict(_with_overrides(cfg, overrides))
 
 
@@ -209,7 +212,17 @@ def _with_overrides(cfg: dict[str, Any], overrides: dict[str, Any]) -> dict[str,
 def open_checkpoint(path: str | os.PathLike, checkpoint: str | os.PathLike | None = None) -> Checkpoint:
     """``path`` read as it is, or, with ``checkpoint`` (``best``, ``last`` or a file), that training
     checkpoint of run directory ``path``. A training checkpoint of a run without model/ gets its config
-    from its recipe."""
+    from its recipe. ``path`` may also be a pretrained name (``vitlab pretrained``) or ``hf-hub:ORG/NAME``
+    that is not a path on this machine: its file, downloaded once, with the catalog's metadata."""
+    if checkpoint is None and not os.path.exists(path):
+        if is_hub_name(path):
+            ckpt = read_checkpoint(fetch(os.fspath(path)))
+            entry = get_pretrained(os.fspath(path)) if is_pretrained_name(path) else None
+            if entry is not None and entry.source != "vitlab":  # vitlab's own directories carry their metadata
+                ckpt.extra["metadata"] = {**ckpt.extra.get("metadata", {}), **entry.config_fields()}
+            return ckpt
+        if hint := close_names(os.fspath(path)):
+            raise FileNotFoundError(f"{path} is neither a file or directory nor a pretrained name{hint}")
     if checkpoint is None:
         ckpt = read_checkpoint(path)
     else:

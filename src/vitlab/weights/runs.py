@@ -99,12 +99,13 @@ def training_weights(obj: dict[str, Any]) -> dict[str, Any]:
 
 def run_dataset(ckpt: str | os.PathLike, data_dir: str | None = None) -> tuple[str | None, str | None]:
     """The data set (and data_dir) a training run directory's recipe names, for `ckpt` inside a run (the run
-    directory, its model/ or a checkpoint); (None, data_dir) elsewhere."""
+    directory, its model/ or a checkpoint; a run trimmed to config.yaml + model/ counts, as vitlab/fmnist in the
+    package is); (None, data_dir) elsewhere."""
     import yaml
 
     p = Path(ckpt)
     for d in (p, p.parent, p.parent.parent):
-        if (d / CONFIG_FILE).is_file() and (d / CKPT_DIR).is_dir():
+        if (d / CONFIG_FILE).is_file() and ((d / CKPT_DIR).is_dir() or (d / MODEL_DIR).is_dir()):
             section = (yaml.safe_load((d / CONFIG_FILE).read_text()) or {}).get("data") or {}
             if section.get("dataset"):
                 return section["dataset"], data_dir or section.get("data_dir")

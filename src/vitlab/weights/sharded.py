@@ -27,15 +27,22 @@ from ..errors import CheckpointError
 from .runs import SHARDED_META
 
 INDEX = ".metadata"  # DCP's index file: which tensor chunks are in which shard file
-# What a DCP index may name besides torch.distributed.checkpoint.metadata's classes (and torch dtypes).
-_INDEX_GLOBALS = {("torch.distributed.checkpoint.filesystem", "_StorageInfo"), ("torch", "Size"),
-                  ("torch.serialization", "_get_layout"), ("pathlib", "PosixPath")}
+_METADATA = "torch.distributed.checkpoint.metadata"
+# Everything a DCP index names (recorded from the saves of torch 2.13 and 2.14), by exact module and attribute:
+# DCP's metadata classes and enum, its storage record, torch.Size, the layout lookup, paths, and torch's dtypes.
+# A whole module is never allowed: an index may name a dotted path (pickle protocol 4), and DCP's modules hold
+# `os` and `torch`, so "os.system" or "torch.load" looked up inside an allowed module would run code.
+_INDEX_GLOBALS = {(_METADATA, n) for n in ("Metadata", "MetadataIndex", "StorageMeta", "ChunkStorageMetadata",
+                                           "TensorProperties", "TensorStorageMetadata", "BytesStorageMetadata",
+                                           "_MEM_FORMAT_ENCODING")} | {
+    ("torch.distributed.checkpoint.filesystem", "_StorageInfo"), ("torch", "Size"),
+    ("torch.serialization", "_get_layout"), ("pathlib", "PosixPath")}
 
 
 class _IndexUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
-        dtype = module == "torch" and isinstance(getattr(torch, name, None), torch.dtype)
-        if module == "torch.distributed.checkpoint.metadata" or (module, name) in _INDEX_GLOBALS or dtype:
+        dtype = module == "torch" and "." not in name and isinstance(getattr(torch, name, None), torch.dtype)
+        if (module, name) in _INDEX_GLOBALS or dtype:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"the index asks for {module}.{name}")
 
@@ -57,7 +64,7 @@ def _safe_reader_class() -> type:
             try:
                 with open(index, "rb") as f:
                     metadata = _IndexUnpickler(f).load()
-            except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as e:
+            except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError, ValueError) as e:
                 raise CheckpointError(f"refused to read {index}: not a plain torch.distributed.checkpoint index "
                                       f"({e}); vitlab never runs code from a checkpoint") from None
             if not isinstance(metadata, Metadata):

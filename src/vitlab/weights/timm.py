@@ -127,3 +127,26 @@ def infer_config(state: dict[str, Tensor], num_heads: int | None = None, given: 
                          "nor the image size can be read off it; pass pos_embed=... and img_size=...")
     cfg["img_size"] = (gh * int(p) * stride, gw * int(p) * stride)
     return cfg
+
+
+def is_hub_config(cfg: dict[str, Any]) -> bool:
+    """A timm hub repository's config.json: ``{"architecture": ..., "num_classes": ..., "pretrained_cfg": {...}}``."""
+    return isinstance(cfg.get("pretrained_cfg"), dict) and "architecture" in cfg
+
+
+def hub_metadata(cfg: dict[str, Any]) -> dict[str, Any]:
+    """ViTConfig metadata from a timm hub config.json: normalisation, and the test-time preprocessing timm's
+    eval transform applies (shorter side to size / crop_pct, centre crop; its interpolation), class names
+    when the repository lists them (``label_names``)."""
+    pre = cfg["pretrained_cfg"]
+    out: dict[str, Any] = {}
+    if "mean" in pre and "std" in pre:
+        out["mean"], out["std"] = tuple(pre["mean"]), tuple(pre["std"])
+    if pre.get("crop_mode", "center") == "center" and "crop_pct" in pre:
+        out["eval_resize"], out["eval_crop_pct"] = "shorter", float(pre["crop_pct"])
+    if pre.get("interpolation") in ("bilinear", "bicubic"):
+        out["eval_interpolation"] = pre["interpolation"]
+    names = cfg.get("label_names") or pre.get("label_names")
+    if names and len(names) == cfg.get("num_classes", len(names)):
+        out["class_names"] = tuple(names)
+    return out
