@@ -207,6 +207,14 @@ def _layers(own: dict[str, Tensor], depth: int, prefix: str, names: dict[str, st
     return out
 
 
+def _with_class_entry(model: VisionTransformer, pos: Tensor) -> Tensor:
+    """A position embedding with the class token's entry first, as transformers adds it: zeros for a model
+    whose class token has none (no_embed_class; the token itself holds what the entry would add)."""
+    if model.num_pos_prefix:
+        return pos
+    return torch.cat([torch.zeros(1, 1, pos.shape[-1], dtype=pos.dtype), pos], dim=1)
+
+
 def _patch_bias(model: VisionTransformer, own: dict[str, Tensor]) -> Tensor:
     """The patch projection's bias, zeros for a model without one (the same function)."""
     return own.get("patch_embed.proj.bias", torch.zeros(model.cfg.embed_dim))
@@ -223,9 +231,7 @@ def _dinov2_to_hf(model: VisionTransformer) -> tuple[dict[str, Any], dict[str, T
         "DINOv2 has a class token": cfg.classifier != "token",
         "DINOv2 has no pre-encoder norm": cfg.pre_norm})
     own = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    D, pos = cfg.embed_dim, full_pos_embed(model)
-    if model.num_pos_prefix == 0:  # the class token's entry is part of the token here; HF adds a zero
-        pos = torch.cat([torch.zeros(1, 1, D), pos], dim=1)
+    D, pos = cfg.embed_dim, _with_class_entry(model, full_pos_embed(model))
     out = {"embeddings.cls_token": own["cls_token"], "embeddings.mask_token": torch.zeros(1, D),
            "embeddings.position_embeddings": pos,
            "embeddings.patch_embeddings.projection.weight": own["patch_embed.proj.weight"],
@@ -292,9 +298,7 @@ def _clip_to_hf(model: VisionTransformer) -> tuple[dict[str, Any], dict[str, Ten
         "CLIP's patch projection has no bias, this model's is non-zero": bool(_patch_bias(model, own).any()),
         "CLIP has a class token": cfg.classifier != "token", "CLIP has no registers": cfg.reg_tokens > 0,
         "CLIP has no LayerScale": cfg.init_values is not None, "CLIP's MLPs are not gated": cfg.act == "swiglu"})
-    p, D, pos = "vision_model.", cfg.embed_dim, full_pos_embed(model)
-    if model.num_pos_prefix == 0:
-        pos = torch.cat([torch.zeros(1, 1, D), pos], dim=1)
+    p, D, pos = "vision_model.", cfg.embed_dim, _with_class_entry(model, full_pos_embed(model))
     out = {f"{p}embeddings.class_embedding": own["cls_token"].reshape(D),
            f"{p}embeddings.patch_embedding.weight": own["patch_embed.proj.weight"],
            f"{p}embeddings.position_embedding.weight": pos[0]}
@@ -320,8 +324,10 @@ def _vit_to_hf(model: VisionTransformer) -> tuple[dict[str, Any], dict[str, Tens
         why.append("HF ViT classifies from the class token only (this model uses 'gap')")
     if cfg.backbone_layers is not None:
         why.append("HF ViT has no ResNet-hybrid stem")
-    if cfg.act not in ACT_TO_HF:
-        why.append(f"no HF activation for act={cfg.act!r}")
+    if cfg.act not in ACT_TO_HF or cfg.act == "quick_gelu":
+        why.append(f"no HF ViT activation for act={cfg.act!r}")
+    if cfg.qk_norm:
+        why.append("HF ViT has no QK-norm")
     if cfg.representation_size and cfg.num_classes:
         why.append("ViTForImageClassification has no pre-logits layer: reset_classifier(n, drop_pre_logits=True) "
                    "for a classifier, or reset_classifier(0) to export the encoder + pooler as a ViTModel")
@@ -332,9 +338,9 @@ def _vit_to_hf(model: VisionTransformer) -> tuple[dict[str, Any], dict[str, Tens
     own = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     out = {
         f"{prefix}embeddings.cls_token": own["cls_token"],
-        f"{prefix}embeddings.position_embeddings": full_pos_embed(model),
+        f"{prefix}embeddings.position_embeddings": _with_class_entry(model, full_pos_embed(model)),
         f"{prefix}embeddings.patch_embeddings.projection.weight": own["patch_embed.proj.weight"],
-        f"{prefix}embeddings.patch_embeddings.projection.bias": own["patch_embed.proj.bias"],
+        f"{prefix}embeddings.patch_embeddings.projection.bias": _patch_bias(model, own),
     }
     hub = {"norm1": "layernorm_before", "norm2": "layernorm_after", "attn.proj": "attention.output.dense",
            "mlp.fc1": "intermediate.dense", "mlp.fc2": "output.dense"}
