@@ -126,3 +126,16 @@ def test_registry_names_build_and_keep_their_shape():
         with torch.device("meta"):
             vitlab.create_model(n)
     assert get_config("vit_g14_reg4_dinov2").act == "swiglu" and get_config("vit_so400m14_siglip_224").mlp_dim == 4304
+
+
+def test_masked_patch_encoder_runs_the_backbone_switches():
+    """With nothing replaced (mask_prob = random_prob = 0) the pretext encoder is forward_features: pre-norm,
+    registers and LayerScale included."""
+    from vitlab.models.masked import MaskedPatchPredictor
+
+    m = model(pre_norm=True, reg_tokens=2, init_values=0.5)
+    pred = MaskedPatchPredictor(m, corrupt_ratio=0.5, mask_prob=0.0, random_prob=0.0).eval()
+    with torch.no_grad():
+        out = pred(X)
+        want = pred.head(m.forward_features(X)[:, m.num_prefix_tokens:][out.mask])
+    assert torch.allclose(out.logits, want, atol=1e-5)
