@@ -5,7 +5,7 @@
       -> prepend the learnable class token, add position embeddings, dropout
       -> depth x Block: x + Attention(LN(x)); x + MLP(LN(x))       (pre-LN, eq. 2-3 of the paper)
       -> final LayerNorm
-      -> class token (or mean over patches, "gap") -> optional pre-logits Dense+tanh -> head
+      -> class token (or mean over patches, "gap", or attention pool, "map") -> optional pre-logits Dense+tanh -> head
 
 Details follow Google's official code rather than the prose where they differ: LayerNorm eps 1e-6,
 tanh-approximated GELU, separate-but-fused q/k/v projections with bias, dropout after every dense
@@ -118,7 +118,7 @@ class ViTConfig(ConfigDict):
         """The post-2020 switches this config turns on, in words (the model table, `vitlab info`)."""
         on = [f"{self.reg_tokens} registers" if self.reg_tokens else "",
               "no class position embedding" if self.no_embed_class else "",
-              f"LayerScale {self.init_values:g}" if self.init_values is not None else "",
+              "LayerScale" if self.init_values is not None else "",
               "MAP head" if self.classifier == "map" else "", "pre-norm" if self.pre_norm else "",
               "" if self.patch_bias else "no patch bias", "QK-norm" if self.qk_norm else "",
               self.act if self.act in ("swiglu", "quick_gelu") else ""]
