@@ -142,3 +142,24 @@ def test_cli_convert_to_timm_and_back(saved, tmp_path, capsys):
         assert torch.equal(back.forward_features(x), model.forward_features(x))
     assert {f: getattr(back.cfg, f) for f in ("reg_tokens", "no_embed_class", "classifier", "pre_norm", "patch_bias")} \
         == {f: getattr(model.cfg, f) for f in ("reg_tokens", "no_embed_class", "classifier", "pre_norm", "patch_bias")}
+
+
+@pytest.mark.parametrize("name, cls, make", [
+    ("vit_s14_reg4_dinov2", T.Dinov2WithRegistersModel,
+     lambda: T.Dinov2WithRegistersConfig(hidden_size=384, num_attention_heads=6, image_size=224, patch_size=14)),
+    ("vit_b16_siglip_224", T.SiglipVisionModel, lambda: T.SiglipVisionConfig(image_size=224, patch_size=16)),
+    ("vit_b16_clip", T.CLIPVisionModel, lambda: T.CLIPVisionConfig(image_size=224, patch_size=16)),
+])
+def test_full_size_tower_is_the_registered_model(tmp_path, name, cls, make):
+    """One tower of each family at its real width and depth (224 px): the registry's architecture, same outputs."""
+    from vitlab.models.registry import get_config
+
+    hf = randomised(cls(make()))
+    hf.save_pretrained(tmp_path)
+    model = load_model(tmp_path)
+    want = get_config(name, img_size=224)
+    arch = ("patch_size", "embed_dim", "depth", "num_heads", "mlp_dim", "classifier", "reg_tokens", "no_embed_class",
+            "pre_norm", "patch_bias", "qk_norm", "norm_eps", "act", "num_classes", "img_size")
+    assert {f: getattr(model.cfg, f) for f in arch} == {f: getattr(want, f) for f in arch}
+    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(4))
+    assert diff(hf_outputs(hf, x), vitlab_outputs(model, x, "clip" in name)) <= TOL

@@ -36,9 +36,10 @@ EXTRA = {
     "clip_gelu": ("vit_base_patch16_clip_224", dict(depth=1, num_classes=7, img_size=64), {}),
     "qk_norm": ("vit_small_patch14_dinov2", dict(depth=1, num_classes=7, img_size=56, qk_norm=True), {}),
 }
-FULL = {  # the registered depth too, at 224 px
-    "vit_s14_reg4_dinov2": ("vit_small_patch14_reg4_dinov2", dict(img_size=224, num_classes=0)),
-    "vit_b16_siglip_224": ("vit_base_patch16_siglip_224", dict(img_size=224, num_classes=0)),
+FULL = {  # the registered depth too, at 224 px: one of each family
+    "vit_s14_reg4_dinov2": ("vit_small_patch14_reg4_dinov2", dict(img_size=224, num_classes=0), {}),
+    "vit_b16_siglip_224": ("vit_base_patch16_siglip_224", dict(img_size=224, num_classes=0), {}),
+    "vit_b16_clip": ("vit_base_patch16_clip_quickgelu_224", dict(img_size=224, num_classes=0), {"act": "quick_gelu"}),
 }
 # DINOv2 pretrained at 518 px, used at 224 px: timm resamples on the fly (dynamic_img_size).
 RESAMPLE = {r: (f"vit_small_patch14{r}_dinov2", dict(depth=1, num_classes=7, dynamic_img_size=True))
@@ -49,7 +50,7 @@ def _jobs():
     out = {name: (timm_name, dict(depth=1, num_classes=7, img_size=size), kw)
            for name, (timm_name, size, kw) in CASES.items()}
     out.update(EXTRA)
-    out.update({f"full:{n}": (t, kw, {}) for n, (t, kw) in FULL.items()})
+    out.update({f"full:{n}": full for n, full in FULL.items()})
     out.update({f"resample:{r}": (t, kw, {}) for r, (t, kw) in RESAMPLE.items()})
     return out
 
@@ -108,7 +109,8 @@ def test_timm_file_loads_with_the_same_outputs(written, key):
 @pytest.mark.parametrize("key", list(FULL))
 def test_full_depth_timm_file_is_the_registered_model(written, key):
     tmp, params = written
-    model = load_model(tmp / f"full:{key}.safetensors")
+    _, _, overrides = FULL[key]
+    model = load_model(tmp / f"full:{key}.safetensors", **overrides)
     want = get_config(key, img_size=224)
     assert {f: getattr(model.cfg, f) for f in ARCH} == {f: getattr(want, f) for f in ARCH}
     diff = _compare(model, tmp / f"full:{key}", _input(tmp, 224), ("features", "pooled"))
