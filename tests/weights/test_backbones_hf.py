@@ -8,6 +8,7 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
+import vitlab  # noqa: E402
 from vitlab.weights import export, load_model  # noqa: E402
 
 TOL = 1e-5
@@ -117,8 +118,6 @@ def test_full_image_text_model_reads_its_image_tower(tmp_path, kind):
 
 
 def test_export_refuses_what_transformers_cannot_hold(tmp_path):
-    import vitlab
-
     base = dict(img_size=28, patch_size=7, embed_dim=48, depth=1, num_heads=3, mlp_dim=96, act="gelu", num_classes=0,
                 init_values=1.0)
     for kw, why in [(dict(qk_norm=True), "QK-norm"), (dict(num_classes=5), "reset_classifier"),
@@ -163,3 +162,6 @@ def test_full_size_tower_is_the_registered_model(tmp_path, name, cls, make):
     assert {f: getattr(model.cfg, f) for f in arch} == {f: getattr(want, f) for f in arch}
     x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(4))
     assert diff(hf_outputs(hf, x), vitlab_outputs(model, x, "clip" in name)) <= TOL
+    named = vitlab.create_model(name, img_size=224, weights=str(tmp_path))  # the registry name takes the weights
+    with torch.no_grad():
+        assert torch.equal(named(x), model(x))

@@ -427,15 +427,28 @@ def vision_config(hf: dict[str, Any]) -> dict[str, Any]:
     return hf["vision_config"] if isinstance(hf.get("vision_config"), dict) else hf
 
 
-def infer_config(hf: dict[str, Any], state: dict[str, Tensor], extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """ViTConfig fields from an HF config.json and the (vitlab-keyed) weights it came with."""
+def _family(hf: dict[str, Any]) -> str:
     family = FAMILY.get(hf.get("model_type", "vit"))
     if family is None:
         raise ValueError(f"HF model_type={hf.get('model_type')!r} is not one of {tuple(FAMILY)}")
-    v, default = vision_config(hf), _DEFAULTS[family]
-    act = v.get("hidden_act", default["hidden_act"])
+    return family
+
+
+def activation(hf: dict[str, Any]) -> str:
+    """The vitlab ``act`` of an HF config.json (its family's default where it names none)."""
+    v = vision_config(hf)
+    if v.get("use_swiglu_ffn"):
+        return "swiglu"
+    act = v.get("hidden_act", _DEFAULTS[_family(hf)]["hidden_act"])
     if act not in ACT_FROM_HF:
         raise ValueError(f"HF hidden_act={act!r} has no vitlab equivalent; supported: {sorted(ACT_FROM_HF)}")
+    return ACT_FROM_HF[act]
+
+
+def infer_config(hf: dict[str, Any], state: dict[str, Tensor], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """ViTConfig fields from an HF config.json and the (vitlab-keyed) weights it came with."""
+    family = _family(hf)
+    v, default = vision_config(hf), _DEFAULTS[family]
     if not v.get("qkv_bias", True):
         raise ValueError("HF config has qkv_bias=false; vitlab's attention always has q/k/v biases")
     patch = v.get("patch_size", 16)
@@ -450,7 +463,7 @@ def infer_config(hf: dict[str, Any], state: dict[str, Tensor], extra: dict[str, 
         embed_dim=v["hidden_size"], depth=depth, num_heads=v["num_attention_heads"],
         # DINOv2 configs give mlp_ratio, not intermediate_size: the weights say it (fc2's input width)
         mlp_dim=int(state["blocks.0.mlp.fc2.weight"].shape[1]) if depth else v["intermediate_size"],
-        act="swiglu" if v.get("use_swiglu_ffn") else ACT_FROM_HF[act],
+        act=activation(hf),
         norm_eps=v.get("layer_norm_eps", default["layer_norm_eps"]),
         drop_rate=v.get("hidden_dropout_prob", 0.0), attn_drop_rate=v.get("attention_probs_dropout_prob", 0.0),
         num_classes=num_classes, classifier="token",

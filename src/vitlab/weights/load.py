@@ -135,7 +135,7 @@ def load_weights(model: VisionTransformer | ResNet, path: str | os.PathLike, str
     notes = fit(model, state, method, _source_grid(ckpt))
     expected = {"official": "gelu_tanh", "timm": "gelu"}.get(ckpt.format)
     if ckpt.format == "hf" and ckpt.config:
-        expected = hf.ACT_FROM_HF.get(ckpt.config.get("hidden_act", "gelu"))
+        expected = hf.activation(ckpt.config)
     if expected and expected != model.cfg.act:
         notes.append(f"{ckpt.format} weights expect act={expected!r} but the model uses act={model.cfg.act!r} "
                      "(outputs will differ slightly; vitlab.load_model sets it from the checkpoint)")
