@@ -11,11 +11,18 @@ classifier skips the last block's work on patch tokens, so its figure is effecti
 measured in the same run (fp32 peak for fp32 rows, bf16 peak for bf16 rows), and the ratio to the
 fastest eager peer. ``--compile vitlab`` adds vitlab under torch.compile (as ``train.compile`` trains),
 ``--compile all`` every implementation, with a second ratio against the fastest compiled peer.
+Today's backbones (``--case vit_s14_dinov2``, ``vit_b16_siglip_224``, ...) are built in timm with the same
+switches (registers, LayerScale, MAP head, pre-norm, ...) and in transformers as their Dinov2Model,
+SiglipVisionModel or CLIPVisionModel; these towers have no classifier, so only inference is timed, up to
+the pooled features. timm imports torchvision, which the CPU torch of vitlab's own environment cannot
+have beside it: run those rows with the peer environment's Python (``bash scripts/setup.sh peers``).
 Run from the repository root:
 
     python3 benchmarks/bench_peers.py                         # the main-job model (configs/fmnist.yaml)
     python3 benchmarks/bench_peers.py --compile all --rounds 5
     python3 benchmarks/bench_peers.py --case vit_s16 --train-batch 8 --infer-batch 8
+    PYTHONPATH=src .venv-peers/bin/python benchmarks/bench_peers.py --case vit_s14_dinov2 --img-size 224 --infer-batch 64
+    PYTHONPATH=src .venv-peers/bin/python benchmarks/bench_peers.py --case vit_b16_siglip_224 --infer-batch 64
 """
 from __future__ import annotations
 
@@ -52,9 +59,12 @@ def flops_per_image(cfg: ViTConfig) -> float:
     """Analytic matmul FLOPs of one forward pass per image (patch embedding, qkv, proj, MLP, attention, head)."""
     D, M, C, P = cfg.embed_dim, cfg.mlp_dim, cfg.in_chans, cfg.patch_size
     patches = (cfg.img_size[0] // P) * (cfg.img_size[1] // P)
-    n = patches + (1 if cfg.classifier == "token" else 0)
+    n = patches + (1 if cfg.classifier == "token" else 0) + cfg.reg_tokens
+    mlp = (3 if cfg.act == "swiglu" else 2) * D * M  # a gated MLP's fc1 is twice as wide
     fwd = 2 * C * P * P * D * patches
-    fwd += cfg.depth * (2 * (4 * D * D + 2 * D * M) * n + 4 * n * n * D)
+    fwd += cfg.depth * (2 * (4 * D * D + mlp) * n + 4 * n * n * D)
+    if cfg.classifier == "map":  # one query: q, proj and MLP on it, k and v over the patches
+        fwd += 2 * (2 * D * D + 2 * D * D * patches + 2 * D * M) + 4 * patches * D
     return fwd + 2 * D * cfg.num_classes
 
 
@@ -65,14 +75,26 @@ def build_vitlab(cfg: ViTConfig) -> nn.Module:
 
 
 def build_timm(cfg: ViTConfig) -> nn.Module:
+    from timm.layers import Mlp, SwiGLUPacked
     from timm.models.vision_transformer import VisionTransformer as TimmViT
 
+    gated = cfg.act == "swiglu"
+    act = {"gelu": nn.GELU, "gelu_tanh": "gelu_tanh", "quick_gelu": "quick_gelu", "relu": nn.ReLU, "swiglu": nn.SiLU}
     return TimmViT(img_size=cfg.img_size, patch_size=cfg.patch_size, in_chans=cfg.in_chans, num_classes=cfg.num_classes,
-                   embed_dim=cfg.embed_dim, depth=cfg.depth, num_heads=cfg.num_heads, mlp_ratio=cfg.mlp_dim / cfg.embed_dim,
-                   qkv_bias=True, act_layer=nn.GELU, norm_layer=partial(nn.LayerNorm, eps=cfg.norm_eps))
+                   embed_dim=cfg.embed_dim, depth=cfg.depth, num_heads=cfg.num_heads,
+                   mlp_ratio=(2 if gated else 1) * cfg.mlp_dim / cfg.embed_dim, qkv_bias=True, act_layer=act[cfg.act],
+                   norm_layer=partial(nn.LayerNorm, eps=cfg.norm_eps), mlp_layer=SwiGLUPacked if gated else Mlp,
+                   class_token=cfg.classifier == "token", fc_norm=False,
+                   global_pool={"token": "token", "gap": "avg", "map": "map"}[cfg.classifier],
+                   reg_tokens=cfg.reg_tokens, no_embed_class=cfg.no_embed_class, init_values=cfg.init_values,
+                   pre_norm=cfg.pre_norm, qk_norm=cfg.qk_norm)
 
 
 def build_hf(cfg: ViTConfig, attn: str) -> nn.Module:
+    from vitlab.weights.hf import family
+
+    if family(cfg) != "vit":
+        return build_hf_tower(cfg, attn)
     from transformers import ViTConfig as HFConfig, ViTForImageClassification
 
     hf = HFConfig(hidden_size=cfg.embed_dim, num_hidden_layers=cfg.depth, num_attention_heads=cfg.num_heads,
@@ -92,8 +114,32 @@ def build_hf(cfg: ViTConfig, attn: str) -> nn.Module:
     return Logits()
 
 
+def build_hf_tower(cfg: ViTConfig, attn: str) -> nn.Module:
+    """transformers' Dinov2Model / SiglipVisionModel / CLIPVisionModel of the shape vitlab exports ``cfg`` to."""
+    from transformers import AutoConfig, AutoModel
+
+    from vitlab.weights.hf import vitlab_to_hf
+
+    settings, _ = vitlab_to_hf(VisionTransformer(cfg))
+    hf = AutoConfig.for_model(**{k: v for k, v in settings.items() if k != "architectures"})
+    hf._attn_implementation = attn
+
+    class Pooled(nn.Module):  # the same call signature as the others: image -> pooled features
+        def __init__(self) -> None:
+            super().__init__()
+            self.m = AutoModel.from_config(hf)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.m(pixel_values=x).pooler_output
+
+    return Pooled()
+
+
 def build_lucidrains(cfg: ViTConfig) -> nn.Module:
     from vit_pytorch import ViT
+
+    if cfg.switches() or cfg.classifier != "token":
+        raise ValueError("vit-pytorch has none of today's backbone switches")
 
     return ViT(image_size=cfg.img_size[0], patch_size=cfg.patch_size, num_classes=cfg.num_classes, dim=cfg.embed_dim,
                depth=cfg.depth, heads=cfg.num_heads, mlp_dim=cfg.mlp_dim, channels=cfg.in_chans,
@@ -169,6 +215,7 @@ def matmul_peak(dtype: torch.dtype, size: int = 2048, reps: int = 3) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--case", default="main", help="main (configs/fmnist.yaml's model) or a registered name, e.g. vit_s16")
+    ap.add_argument("--img-size", type=int, default=None, help="input size for the case (default: its registered size)")
     ap.add_argument("--train-batch", type=int, default=256)
     ap.add_argument("--infer-batch", type=int, default=1024)
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (medians reported)")
@@ -182,16 +229,22 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = main_job_config() if args.case == "main" else get_config(args.case)
+    if args.img_size:
+        cfg.img_size = (args.img_size, args.img_size)
     flags = cpu_bf16_flags()
+    modes = args.modes.split(",")
+    if not cfg.num_classes and "train" in modes:  # an image tower: no classifier to train against
+        modes.remove("train")
+        print(f"note: {args.case} has no classifier (num_classes=0): inference only")
     precisions = [p for p in args.precisions.split(",") if p == "fp32" or (p == "bf16" and flags)]
     models, notes = implementations(cfg, args.compile)
 
     gen = torch.Generator().manual_seed(0)
     work: dict[tuple[str, str], dict[str, Callable[[], None]]] = {}  # (mode, precision) -> impl -> step
     batch = {"train": args.train_batch, "infer": args.infer_batch}
-    for mode in args.modes.split(","):
+    for mode in modes:
         x = torch.randn(batch[mode], cfg.in_chans, *cfg.img_size, generator=gen)
-        y = torch.randint(0, cfg.num_classes, (batch[mode],), generator=gen)
+        y = torch.randint(0, max(cfg.num_classes, 1), (batch[mode],), generator=gen)
         for prec in precisions:
             work[(mode, prec)] = {name: train_step(m, x, y, prec == "bf16") if mode == "train"
                                   else infer_step(m, x, prec == "bf16") for name, m in models.items()}

@@ -45,12 +45,15 @@ def models_md() -> str:
             rows.append(f"| `{name}` | BiT ResNet {list(cfg.layers)} | | | | | | {size} | {n:,} |")
             continue
         kind = "ViT" if cfg.backbone_layers is None else f"hybrid, ResNet stages {list(cfg.backbone_layers)}"
+        kind = ", ".join([kind, *cfg.switches()])
         rows.append(f"| `{name}` | {kind} | {cfg.depth} | {cfg.embed_dim} | {cfg.mlp_dim} | {cfg.num_heads} | "
                     f"{cfg.patch_size} | {size} | {n:,} |")
     return (HEADER + "# Models\n\nEvery name `vitlab.list_models()` returns (sorted), with its default config: "
             "`vitlab.create_model(name, **overrides)` takes any field of its config class (`vitlab.ViTConfig`, or "
             "`ResNetConfig` for the ResNets; see [recipe.md](recipe.md#model)) plus `weights=` and `strict=`. "
-            f"Parameter counts are for the default config ({1000} classes). `vitlab models` prints the same names.\n\n"
+            f"Parameter counts are for the default config ({1000} classes; the DINOv2, SigLIP and CLIP image towers have "
+            "no head). `vitlab models` prints the same names; [the backbones guide](../guides/backbones.md) explains "
+            "those towers.\n\n"
             + "\n".join(rows) + "\n")
 
 

@@ -8,7 +8,7 @@ that pass for you; ordinary forward passes keep the fused attention kernel.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -80,18 +80,33 @@ def attention_rollout(
     grid_size: Grid,
     head_fusion: str = "mean",
     discard_ratio: float = 0.0,
+    readout: str | Tensor | np.ndarray | None = None,
 ) -> np.ndarray:
     """How much of each patch reaches the representation the classifier sees, (B, gh, gw).
 
-    ``token`` models (num_prefix_tokens >= 1): the class token's row of the rollout over the patch
-    columns. ``gap`` models (no class token): the classifier sees the mean of the patch tokens, so the
-    map is the mean of the patch rows. The values are the raw shares (the prefix tokens take the rest
-    of each row's unit mass); scale them for display as you like.
+    ``readout`` says how the classifier reads the final tokens (``attention_pass`` gives it for a model):
+    ``"token"``: the class token (the first prefix token), so the map is its row of the rollout over the
+    patch columns; ``"mean"`` (gap): the mean of the patch rows; a (B, heads, 1, gh*gw) array: a MAP head's
+    attention over the patch tokens (``forward_intermediates(...).pool_attention``), whose head-averaged
+    weights combine the patch rows. None: ``"token"`` with prefix tokens, else ``"mean"``. Register tokens
+    (prefix tokens after the class token) are never read, so they are rows and columns left out. The values
+    are the raw shares (the prefix tokens take the rest of each row's unit mass); scale them for display.
     """
     r = rollout_matrix(attentions, head_fusion, discard_ratio)
     _check_tokens(r.shape[-1], num_prefix_tokens, grid_size)
     p = num_prefix_tokens
-    rows = r[:, 0, p:] if p else r.mean(1)
+    if readout is None:
+        readout = "token" if p else "mean"
+    if isinstance(readout, str):
+        if readout not in ("token", "mean"):
+            raise ValueError(f"readout={readout!r} is not 'token', 'mean' or a MAP head's attention array")
+        rows = r[:, 0, p:] if readout == "token" else r[:, p:, p:].mean(1)
+    else:
+        w = torch.as_tensor(readout).detach().cpu().to(torch.float64).mean(1)[:, 0]  # (B, gh*gw), heads averaged
+        if w.shape != (len(r), r.shape[-1] - p):
+            raise ValueError(f"MAP attention of shape {tuple(torch.as_tensor(readout).shape)} does not cover the "
+                             f"{r.shape[-1] - p} patch tokens of {len(r)} images")
+        rows = (w[:, None] @ torch.from_numpy(r[:, p:, p:]))[:, 0].numpy()
     return rows.reshape(len(r), *grid_size)
 
 
@@ -128,8 +143,26 @@ def mean_attention_distance(
     return torch.stack(per_layer).numpy()
 
 
+class AttentionPass(NamedTuple):
+    """What one explicit-attention pass gives: logits, per-block attentions (B, heads, T, T), the patch
+    grid, and how the classifier reads the tokens (``attention_rollout``'s ``readout``)."""
+
+    logits: Tensor
+    attentions: list[Tensor]
+    grid_size: Grid
+    readout: str | Tensor  # "token", "mean", or the MAP head's attention (B, heads, 1, gh*gw)
+    tokens: Tensor  # the last block's output tokens, before the final norm (norms.token_norms)
+
+
 @torch.no_grad()
-def collect_attention(model: torch.nn.Module, x: Tensor) -> tuple[Tensor, list[Tensor], Grid]:
-    """One explicit-attention pass: (logits, per-block attentions (B, heads, T, T), grid_size)."""
+def attention_pass(model: torch.nn.Module, x: Tensor) -> AttentionPass:
+    """One forward pass with the attention probabilities kept (the explicit kernel)."""
     out = model.forward_intermediates(x, return_attention=True)
-    return model.forward_head(out.features), out.attentions, out.grid_size
+    readout = {"token": "token", "gap": "mean"}.get(model.cfg.classifier, out.pool_attention)
+    return AttentionPass(model.forward_head(out.features), out.attentions, out.grid_size, readout, out.tokens[-1])
+
+
+def collect_attention(model: torch.nn.Module, x: Tensor) -> tuple[Tensor, list[Tensor], Grid]:
+    """(logits, per-block attentions, grid_size): the first three fields of ``attention_pass``."""
+    logits, attentions, grid, *_ = attention_pass(model, x)
+    return logits, attentions, grid

@@ -20,7 +20,7 @@ def grid_position_embeddings(model: VisionTransformer) -> np.ndarray:
     gh, gw = model.grid
     with torch.no_grad():
         if kind == "learn":
-            emb = model.pos_embed[0, model.num_prefix_tokens :]
+            emb = model.pos_embed[0, model.num_pos_prefix :]
         elif kind == "learn2d":
             rows = model.pos_embed_row[0][:, None].expand(gh, gw, -1)
             cols = model.pos_embed_col[0][None, :].expand(gh, gw, -1)

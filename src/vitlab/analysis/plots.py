@@ -132,3 +132,36 @@ def plot_rollout(
             axes[r, 2 * c].set_title(titles[k], fontsize=8)
             axes[r, 2 * c + 1].set_title("attention rollout", fontsize=8)
     return _save(fig, path)
+
+
+def plot_token_norms(
+    norm_maps: np.ndarray, patch_norms: np.ndarray, threshold: float, path: PathLike,
+    prefix_norms: np.ndarray | None = None, prefix_names: Sequence[str] = (),
+) -> Path:
+    """The registers paper's Fig. 3: the histogram of patch-token norms (log count) with the high-norm cut,
+    the prefix tokens' norms marked, then each image's (gh, gw) norm map on one shared colour scale."""
+    n = len(norm_maps)
+    cols = min(4, n) + 1
+    rows = max(1, math.ceil(n / max(1, cols - 1)))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.5 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    h = axes[0, 0]
+    h.set_axis_on()
+    h.hist(np.ravel(patch_norms), bins=50, color="0.4", log=True)
+    h.axvline(threshold, color="r", lw=1, label=f"high-norm cut {threshold:.3g}")
+    if prefix_norms is not None and np.size(prefix_norms):
+        for j, name in enumerate(prefix_names):
+            h.axvline(float(np.median(prefix_norms[:, j])), ls=":", lw=1, color=f"C{j % 10}", label=name)
+    h.set_xlabel("token norm", fontsize=8)
+    h.set_title("patch-token norms", fontsize=8)
+    h.legend(fontsize=6)
+    vmax = float(np.max(norm_maps)) if n else 1.0
+    for k in range(n):
+        r, c = divmod(k, cols - 1)
+        ax = axes[r, c + 1]
+        im = ax.imshow(norm_maps[k], cmap="viridis", vmin=0, vmax=vmax)
+        ax.set_title(f"image {k}: token norms", fontsize=8)
+    if n:
+        fig.colorbar(im, ax=axes[:, 1:].ravel().tolist(), shrink=0.8)
+    return _save(fig, path)

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from ..data.sources import image_to_array, load_image
 from ..data.transforms import EvalTransform
 from ..models.vit import VisionTransformer
-from .attention import attention_rollout, collect_attention
+from .attention import attention_pass, attention_rollout
 from .plots import plot_rollout
 
 PathLike = str | os.PathLike
@@ -100,8 +100,8 @@ def predict_files(
             continue
         x = torch.stack([c[1] for c in chunk]).to(dev)
         if pngs:
-            logits, attns, grid = collect_attention(model, x)
-            maps = attention_rollout(attns, model.num_prefix_tokens, grid)
+            logits, attns, grid, readout, _ = attention_pass(model, x)
+            maps = attention_rollout(attns, model.num_prefix_tokens, grid, readout=readout)
         else:
             logits = model(x)
         prob, idx = logits.float().softmax(-1).topk(k, dim=-1)

@@ -14,9 +14,10 @@ from ..data.pipeline import materialize
 from ..data.sources import open_dataset
 from ..data.transforms import EvalTransform
 from ..models.vit import VisionTransformer
-from .attention import attention_rollout, collect_attention, mean_attention_distance
+from .attention import attention_pass, attention_rollout, mean_attention_distance
 from .embeddings import embedding_filters_pca, position_embedding_similarity
-from .plots import plot_attention_distance, plot_filters, plot_position_similarity, plot_rollout
+from .norms import HIGH_NORM_FACTOR, high_norm_share, token_norms
+from .plots import plot_attention_distance, plot_filters, plot_position_similarity, plot_rollout, plot_token_norms
 from .predict import class_names
 
 PathLike = str | os.PathLike
@@ -56,8 +57,8 @@ def analyze(
     n_components: int = 28,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Write filters.png, pos_embed_similarity.png, attention_distance.png, rollout.png (each with a
-    .json of its numbers) and index.md into ``out``; returns the summary that index.md shows.
+    """Write filters.png, pos_embed_similarity.png, attention_distance.png, rollout.png, token_norms.png
+    (each with a .json of its numbers) and index.md into ``out``; returns the summary that index.md shows.
 
     ``data`` is anything vitlab.data.open_dataset reads (a name, a class-folder tree, an .npz);
     ``num_images`` of its ``split`` (a fixed random sample) give the attention distances, the first
@@ -119,12 +120,16 @@ def analyze(
     names = class_names(model)
     dist_sum, correct, seen = None, 0, 0
     roll_maps, roll_titles = [], []
+    patch_norms, prefix_norms = [], []
     gh = gw = 0
     bar = tqdm(total=len(idx), desc="analyze", unit="img")
     for start in range(0, len(idx), batch_size):
         rows = idx[start : start + batch_size]
         x = transform.normalize(ds.images[rows]).to(dev)
-        logits, attns, (gh, gw) = collect_attention(model, x)
+        logits, attns, (gh, gw), readout, tokens = attention_pass(model, x)
+        norms = token_norms(tokens, model.num_prefix_tokens, (gh, gw))
+        patch_norms.append(norms[0])
+        prefix_norms.append(norms[1])
         cell = (cfg.img_size[0] / gh, cfg.img_size[1] / gw)  # pixels per token, hybrids included
         d = mean_attention_distance(attns, (gh, gw), cell, model.num_prefix_tokens) * len(rows)
         dist_sum = d if dist_sum is None else dist_sum + d
@@ -134,7 +139,8 @@ def analyze(
             correct += int((pred == ds.labels[rows]).sum())
         take = max(0, min(num_rollout - len(roll_maps), len(rows)))
         if take:
-            roll_maps.extend(attention_rollout([a[:take] for a in attns], model.num_prefix_tokens, (gh, gw)))
+            part = readout if isinstance(readout, str) else readout[:take]
+            roll_maps.extend(attention_rollout([a[:take] for a in attns], model.num_prefix_tokens, (gh, gw), readout=part))
             for j in range(take):
                 t = f"label: {ds.classes[int(ds.labels[rows[j]])]}"
                 roll_titles.append(t + (f" / pred: {names[int(pred[j])]}" if pred is not None else ""))
@@ -159,12 +165,37 @@ def analyze(
         plot_rollout(images, roll_maps, out / "rollout.png", titles=roll_titles)
         _write_json(out / "rollout.json", {"indices": sample[: len(roll_maps)].tolist(), "titles": roll_titles,
                                            "grid": [gh, gw], "maps": np.stack(roll_maps).tolist()})
-        pooled = "the class token's row" if model.num_prefix_tokens else "the mean of the patch rows (gap model: no class token)"
+        pooled = {"token": "the class token's row", "gap": "the mean of the patch rows (gap model: no class token)",
+                  "map": "the patch rows weighted by the attention-pool head's query (map model: no class token)"
+                  }[cfg.classifier] + (f"; the {cfg.reg_tokens} register tokens left out" if cfg.reg_tokens else "")
         sections.append(("Attention rollout (Fig. 6)", "rollout",
                          f"Attention rollout (heads averaged, identity added for the residual, multiplied over "
                          f"layers), {pooled}, drawn over {len(roll_maps)} images; each map scaled to its maximum."))
+    sections.append(_norm_section(model, np.concatenate(patch_norms), np.concatenate(prefix_norms), num_rollout,
+                                  out, summary))
     _write_index(out, sections, summary)
     return summary
+
+
+def _norm_section(model: VisionTransformer, patch_norms: np.ndarray, prefix_norms: np.ndarray, num_maps: int,
+                  out: Path, summary: dict[str, Any]) -> tuple[str, str, str]:
+    """token_norms.png/.json and the index entry: the registers paper's norm histogram, maps and outlier share."""
+    threshold, share = high_norm_share(patch_norms)
+    names = (["class token"] if model.cfg.classifier == "token" else []) + [f"register {i}" for i in range(model.cfg.reg_tokens)]
+    plot_token_norms(patch_norms[:num_maps], patch_norms, threshold, out / "token_norms.png", prefix_norms, names)
+    median = float(np.median(patch_norms))
+    prefix = {n: float(np.median(prefix_norms[:, j])) for j, n in enumerate(names)}
+    _write_json(out / "token_norms.json", {"factor": HIGH_NORM_FACTOR, "threshold": threshold, "high_norm_share": share,
+                                            "median_patch_norm": median, "median_prefix_norms": prefix,
+                                            "maps": patch_norms[:num_maps].tolist()})
+    summary["high_norm_share"] = share
+    regs = (f" The registers' median norms: {', '.join(f'{v:.3g}' for k, v in prefix.items() if k.startswith('register'))}."
+            if model.cfg.reg_tokens else "")
+    return ("Token norms (Darcet et al. 2023, Fig. 3-4)", "token_norms",
+            f"Norms of the last block's output tokens (before the final norm). Median patch norm {median:.3g}; "
+            f"{100 * share:.2f}% of the patch tokens are above {HIGH_NORM_FACTOR:g}x that ({threshold:.3g}), the "
+            "high-norm outliers the registers paper finds in large, long-trained ViTs (about 2% in DINOv2 ViT-L) "
+            f"and removes with register tokens.{regs}")
 
 
 def _write_index(out: Path, sections: list[tuple[str, str | None, str]], summary: dict[str, Any]) -> None:

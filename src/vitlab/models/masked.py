@@ -100,6 +100,8 @@ class MaskedPatchPredictor(nn.Module):
         tokens, grid = m.patch_embed(images)
         tokens, mask = self.corrupt(tokens, generator)
         x = m._pos_embed(tokens, grid)
+        if m.norm_pre is not None:  # CLIP-style encoders normalise the embedded tokens first
+            x = m.norm_pre(x)
         for blk in m.blocks:
             x = blk(x)[0]
         x = m.norm(x)[:, m.num_prefix_tokens :]

@@ -7,7 +7,10 @@ the original image". Libraries disagree on *how*, and the results differ, so the
 - ``official``: what Google's code does, ``scipy.ndimage.zoom(order=1)`` on the (h, w, D) grid. That
   zoom maps corner to corner, i.e. bilinear interpolation with ``align_corners=True``.
 - ``bilinear`` / ``bicubic``: ``torch.nn.functional.interpolate`` with ``align_corners=False`` (timm's
-  and Hugging Face's choice), optionally antialiased when shrinking.
+  and Hugging Face's choice), optionally antialiased when shrinking. Hugging Face's DINOv2, SigLIP and
+  CLIP ``interpolate_pos_encoding`` is ``bicubic``.
+- ``bicubic_aa``: the antialiased bicubic filter in both directions (PIL's, a = -0.5, rather than
+  a = -0.75), what timm's ``resample_abs_pos_embed`` does by default, for its dynamic image sizes too.
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-RESAMPLE_METHODS = ("official", "bilinear", "bicubic")
+RESAMPLE_METHODS = ("official", "bilinear", "bicubic", "bicubic_aa")
 
 Grid = tuple[int, int]
 
@@ -36,9 +39,29 @@ def resample_grid(grid: Tensor, new_size: Grid, method: str = "official", antial
     x = grid.permute(0, 3, 1, 2).to(torch.promote_types(dtype, torch.float32))  # at least fp32, keep fp64
     if method == "official":
         x = F.interpolate(x, size=new_size, mode="bilinear", align_corners=True)
+    elif method == "bicubic_aa" and torch.jit.is_tracing():  # ONNX has no antialiased bicubic operator
+        x = torch.einsum("ih,jw,bdhw->bdij", _aa_bicubic_weights(x.shape[2], new_size[0], x),
+                         _aa_bicubic_weights(x.shape[3], new_size[1], x), x)
+    elif method == "bicubic_aa":
+        x = F.interpolate(x, size=new_size, mode="bicubic", align_corners=False, antialias=True)
     else:
         x = F.interpolate(x, size=new_size, mode=method, align_corners=False, antialias=antialias)
     return x.permute(0, 2, 3, 1).to(dtype)
+
+
+def _aa_bicubic_weights(n_in: int, n_out: int, like: Tensor) -> Tensor:
+    """(n_out, n_in) matrix of the antialiased bicubic filter as torch (and PIL) build it: output i centred at
+    scale * (i + 0.5), scale = n_in / n_out, Keys' cubic with a = -0.5 stretched by max(scale, 1), each row
+    normalised. Tensor arithmetic only, so that a trace keeps both sizes dynamic; equal to the interpolate
+    kernel up to rounding."""
+    i = torch.arange(n_out, dtype=like.dtype, device=like.device)
+    j = torch.arange(n_in, dtype=like.dtype, device=like.device)
+    scale = n_in / (i[-1:] + 1)  # n_in / n_out as a tensor
+    x = ((j[None] + 0.5 - scale * (i[:, None] + 0.5)) / scale.clamp(min=1.0)).abs()
+    a = -0.5
+    w = torch.where(x < 1, ((a + 2) * x - (a + 3)) * x * x + 1,
+                    torch.where(x < 2, (((x - 5) * x + 8) * x - 4) * a, torch.zeros_like(x)))
+    return w / w.sum(1, keepdim=True)
 
 
 def resample_pos_embed(

@@ -73,6 +73,42 @@ for _name, _size, _patch, _layers in [
 ]:
     register(_name, vit_config(_size, _patch, backbone_layers=_layers))
 
+# Today's backbones: the same model with the switches of vit.py (timm's names in brackets). Each is its
+# published image tower without a classifier (num_classes=0: features), at its pretraining resolution,
+# with the preprocessing its weights expect and the position-embedding resampling timm applies to them.
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+BACKBONE = dict(num_classes=0, pos_resample="bicubic_aa", eval_interpolation="bicubic")
+
+# DINOv2 (Oquab et al. 2023) [vit_{small,base,large,giant}_patch14{,_reg4}_dinov2]: LayerScale, exact GELU,
+# 518 px; the reg4 models add 4 registers (Darcet et al. 2023), their class token without position embedding.
+# g is DINOv2's own giant (1536 wide, 24 heads, SwiGLU MLP of 4096), not the "g" of Zhai et al.
+DINOV2 = dict(img_size=518, init_values=1e-5, act="gelu", mean=IMAGENET_MEAN, std=IMAGENET_STD, eval_resize="shorter",
+              **BACKBONE)
+for _size in ("s", "b", "l", "g"):
+    _depth, _dim, _mlp, _heads = (40, 1536, 4096, 24) if _size == "g" else SIZES[_size]
+    _shape = dict(patch_size=14, depth=_depth, embed_dim=_dim, mlp_dim=_mlp, num_heads=_heads,
+                  **{**DINOV2, **({"act": "swiglu"} if _size == "g" else {})})
+    register(f"vit_{_size}14_dinov2", ViTConfig(**_shape))
+    register(f"vit_{_size}14_reg4_dinov2", ViTConfig(reg_tokens=4, no_embed_class=True, **_shape))
+
+# SigLIP (Zhai et al. 2023) [vit_base_patch16_siglip_{224,256,384}, vit_so400m_patch14_siglip_{224,378}]: no class
+# token, attention-pool head, tanh GELU (big_vision's), inputs scaled to [-1, 1]. So400m is the shape-optimised
+# 400M model of Alabdulmohsin et al. 2023 (1152 wide, 27 deep, MLP 4304).
+SIGLIP = dict(classifier="map", act="gelu_tanh", **BACKBONE)
+for _res in (224, 256, 384):
+    register(f"vit_b16_siglip_{_res}", vit_config("b", 16, img_size=_res, **SIGLIP))
+for _res in (224, 378):
+    register(f"vit_so400m14_siglip_{_res}", ViTConfig(img_size=_res, patch_size=14, embed_dim=1152, depth=27, num_heads=16,
+                                                    mlp_dim=4304, **SIGLIP))
+
+# OpenAI CLIP image towers (Radford et al. 2021) [vit_{base_patch16,large_patch14}_clip_quickgelu_224]: a LayerNorm
+# before the blocks, no patch bias, quick-GELU, LayerNorm eps 1e-5; the image is resized by its shorter side.
+CLIP = dict(pre_norm=True, patch_bias=False, act="quick_gelu", norm_eps=1e-5, mean=CLIP_MEAN, std=CLIP_STD,
+            eval_resize="shorter", **BACKBONE)
+register("vit_b16_clip", vit_config("b", 16, **CLIP))
+register("vit_l14_clip", vit_config("l", 14, **CLIP))
+
 # The paper's baseline: BiT ResNets (GroupNorm + weight standardisation), e.g. for ViT-vs-ResNet runs.
 register("resnet26", ResNetConfig(layers=(2, 2, 2, 2)))
 register("resnet50", ResNetConfig(layers=(3, 4, 6, 3)))
@@ -97,6 +133,11 @@ def get_config(name: str, **overrides: Any) -> ModelConfig:
     if unknown:
         raise UnknownOptionError(f"unknown model option(s) {unknown} for {name!r}; valid options: {sorted(known)}")
     return replace(base, **overrides)
+
+
+def heads_by_width() -> dict[int, int]:
+    """embed_dim -> num_heads of the registered ViTs: the head count of a checkpoint whose shapes cannot say it."""
+    return {cfg.embed_dim: cfg.num_heads for cfg in map(get_config, _REGISTRY) if isinstance(cfg, ViTConfig)}
 
 
 def model_from_config(cfg: ModelConfig) -> nn.Module:
@@ -145,7 +186,7 @@ def describe_models(pattern: str = "*") -> str:
         with torch.device("meta"):  # count without allocating or initialising anything
             n = sum(p.numel() for p in model_from_config(cfg).parameters())
         kind = f"ResNet {cfg.layers}" if isinstance(cfg, ResNetConfig) else f"patch {cfg.patch_size}"
-        rows.append(f"{name:<16} {n:>14,}  {cfg.img_size[0]}x{cfg.img_size[1]}  {kind}")
+        rows.append(f"{name:<24} {n:>14,}  {cfg.img_size[0]}x{cfg.img_size[1]}  {kind}")
     if not rows:
         raise ConfigError(f"no model matches {pattern!r}; `vitlab models` lists them all")
     return "\n".join(rows)

@@ -5,12 +5,25 @@
       -> prepend the learnable class token, add position embeddings, dropout
       -> depth x Block: x + Attention(LN(x)); x + MLP(LN(x))       (pre-LN, eq. 2-3 of the paper)
       -> final LayerNorm
-      -> class token (or mean over patches, "gap") -> optional pre-logits Dense+tanh -> head
+      -> class token (or mean over patches, "gap", or attention pool, "map") -> optional pre-logits Dense+tanh -> head
 
 Details follow Google's official code rather than the prose where they differ: LayerNorm eps 1e-6,
 tanh-approximated GELU, separate-but-fused q/k/v projections with bias, dropout after every dense
 layer but q/k/v, zero-initialised head. Foreign checkpoint layouts live in ``vitlab.weights``; this
 file knows only its own parameters.
+
+Today's descendants are the same model with a few switches, each a ViTConfig field that defaults to
+the 2020 behaviour (registry.py names the common shapes):
+
+- register tokens after the class token (DINOv2 ``reg4``; Darcet et al. 2023, "Vision Transformers
+  Need Registers"), and position embeddings that skip the class and register tokens (``no_embed_class``);
+- LayerScale: a learned per-channel scale on each residual branch (CaiT; DINOv2), ``init_values``;
+- a LayerNorm on the embedded tokens before the first block (CLIP's ``ln_pre``), ``pre_norm``, and a
+  patch projection without bias (CLIP), ``patch_bias``;
+- QK-norm: LayerNorm over each head's queries and keys (``qk_norm``);
+- ``act``: OpenAI CLIP's quick-GELU and DINOv2-g's SwiGLU MLP besides GELU;
+- ``classifier="map"``: multi-head attention pooling with a learned query (SigLIP's "MAP" head)
+  instead of a class token or the mean.
 """
 from __future__ import annotations
 
@@ -30,9 +43,20 @@ from .layers import ConfigDict, check_image, lecun_normal_
 from .pos_embed import RESAMPLE_METHODS, resample_axis, resample_pos_embed, sincos_2d
 from .pretrained import save_pretrained
 
-CLASSIFIERS = ("token", "gap")
+CLASSIFIERS = ("token", "gap", "map")
 POS_EMBEDS = ("learn", "learn2d", "sincos", "none")
-ACTIVATIONS = {"gelu_tanh": lambda: nn.GELU(approximate="tanh"), "gelu": nn.GELU, "relu": nn.ReLU}
+
+
+class QuickGELU(nn.Module):
+    """x * sigmoid(1.702 x): OpenAI CLIP's approximation of GELU, which its weights were trained with."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * torch.sigmoid(1.702 * x)
+
+
+ACTIVATIONS = {"gelu_tanh": lambda: nn.GELU(approximate="tanh"), "gelu": nn.GELU, "relu": nn.ReLU,
+               "quick_gelu": QuickGELU, "swiglu": nn.SiLU}
+GATED = ("swiglu",)  # gated MLPs: fc1 makes 2 * mlp_dim, act(first half) * second half goes to fc2
 
 
 @dataclass
@@ -47,18 +71,26 @@ class ViTConfig(ConfigDict):
     depth: int = 12
     num_heads: int = 12
     mlp_dim: int = 3072
-    classifier: str = "token"  # "token": class token; "gap": global average pool, no class token
+    classifier: str = "token"  # "token": class token; "gap": global average pool; "map": attention pool (SigLIP)
     pos_embed: str = "learn"  # "learn" (1-D, paper default), "learn2d", "sincos", "none"
     representation_size: int | None = None  # pre-logits Dense + tanh (ImageNet-21k pretraining)
     drop_rate: float = 0.0  # dropout after dense layers and the position embeddings
     attn_drop_rate: float = 0.0  # dropout on the attention probabilities
     drop_path_rate: float = 0.0  # stochastic depth, rising linearly to this rate in the last block
     patch_drop_rate: float = 0.0  # training only: drop this share of patch tokens (PatchDropout, timm's name)
-    act: str = "gelu_tanh"  # MLP activation: "gelu_tanh" (official checkpoints), "gelu" (exact: timm, HF), "relu"
+    # MLP activation: "gelu_tanh" (official checkpoints), "gelu" (exact: timm, HF), "relu", "quick_gelu" (OpenAI CLIP),
+    # "swiglu" (DINOv2 g: SiLU-gated, fc1 twice mlp_dim wide)
+    act: str = "gelu_tanh"  # "gelu_tanh", "gelu", "relu", "quick_gelu" or "swiglu" (see above)
     norm_eps: float = 1e-6  # LayerNorm epsilon (official 1e-6; HF configs may say 1e-12)
     head_bias_init: float = 0.0  # the official pretraining head uses -10 with sigmoid cross-entropy
     dynamic_img_size: bool = False  # accept any input size that is a multiple of the patch
     pos_resample: str = "official"  # method for set_input_size / dynamic sizes (see pos_embed.py)
+    reg_tokens: int = 0  # register tokens after the class token (DINOv2 reg4: 4), read by no classifier
+    no_embed_class: bool = False  # learned position embeddings cover the patches only, not class/register tokens
+    init_values: float | None = None  # LayerScale: per-channel scale on each residual branch, initialised to this
+    pre_norm: bool = False  # LayerNorm on the embedded tokens before the first block (CLIP's ln_pre)
+    patch_bias: bool = True  # bias in the patch projection (CLIP's has none)
+    qk_norm: bool = False  # LayerNorm over each head's queries and keys before their dot products
     # ResNet hybrid (section 3.1 "Hybrid Architecture"): stage depths of a BiT ResNet whose feature
     # map is cut into patch_size x patch_size patches (1 for the paper's hybrids). None: plain ViT.
     backbone_layers: tuple[int, ...] | None = None
@@ -82,6 +114,16 @@ class ViTConfig(ConfigDict):
         self.mean, self.std = tuple(self.mean), tuple(self.std)
         self.validate()
 
+    def switches(self) -> list[str]:
+        """The post-2020 switches this config turns on, in words (the model table, `vitlab info`)."""
+        on = [f"{self.reg_tokens} registers" if self.reg_tokens else "",
+              "no class position embedding" if self.no_embed_class else "",
+              "LayerScale" if self.init_values is not None else "",
+              "MAP head" if self.classifier == "map" else "", "pre-norm" if self.pre_norm else "",
+              "" if self.patch_bias else "no patch bias", "QK-norm" if self.qk_norm else "",
+              self.act if self.act in ("swiglu", "quick_gelu") else ""]
+        return [s for s in on if s]
+
     def validate(self) -> None:
         """Refuse inconsistent settings now, with a message naming the field, not deep inside forward()."""
         if self.classifier not in CLASSIFIERS:
@@ -96,8 +138,8 @@ class ViTConfig(ConfigDict):
             raise ValueError(f"embed_dim={self.embed_dim} is not divisible by num_heads={self.num_heads}")
         if self.pos_embed == "learn2d" and self.embed_dim % 2:
             raise ValueError(f"pos_embed='learn2d' needs an even embed_dim, got {self.embed_dim}")
-        if self.patch_size < 1 or self.depth < 0 or self.num_classes < 0:
-            raise ValueError("patch_size must be >= 1, depth and num_classes >= 0")
+        if self.patch_size < 1 or self.depth < 0 or self.num_classes < 0 or self.reg_tokens < 0:
+            raise ValueError("patch_size must be >= 1, depth, num_classes and reg_tokens >= 0")
         if self.class_names is not None and self.num_classes and len(self.class_names) != self.num_classes:
             raise ValueError(f"{len(self.class_names)} class_names given for num_classes={self.num_classes}")
         for name in ("drop_rate", "attn_drop_rate", "drop_path_rate", "patch_drop_rate"):
@@ -118,7 +160,7 @@ class PatchEmbed(nn.Module):
         self.patch_size = cfg.patch_size
         self.img_size = cfg.img_size
         self.strict_img_size = not cfg.dynamic_img_size
-        self.proj = nn.Conv2d(cfg.in_chans, cfg.embed_dim, cfg.patch_size, stride=cfg.patch_size)
+        self.proj = nn.Conv2d(cfg.in_chans, cfg.embed_dim, cfg.patch_size, stride=cfg.patch_size, bias=cfg.patch_bias)
 
     def grid_size(self, img_size: Size) -> Size:
         h, w = img_size
@@ -150,41 +192,53 @@ class PatchEmbed(nn.Module):
 # Transformer encoder (Vaswani et al.) in its pre-LN form.
 
 
+def cut_key_bias(bias: Tensor, keys: slice) -> Tensor:
+    """``bias`` with its key part (``keys``) cut from the gradient.
+
+    Adding one vector to every key adds q . b_k to all of a query's scores, which softmax ignores: the
+    key bias's gradient is exactly zero, and what backward computes for it is rounding noise. Adam
+    divides that noise by its own running size, so it would move the key bias by lr-sized steps whose
+    sign depends on the summation order of the machine and process count. Detaching it gives the zero
+    exact arithmetic gives (the key bias keeps its initial or loaded value; it has no weight decay) and
+    changes no forward value: the concatenation holds the same numbers as the parameter. Not so under
+    QK-norm: the keys are normalised after the bias is added, so the bias changes the scores.
+    """
+    if not (torch.is_grad_enabled() and bias.requires_grad):
+        return bias
+    return torch.cat([bias[: keys.start], bias[keys].detach(), bias[keys.stop :]])
+
+
 class Attention(nn.Module):
     """Multi-head self-attention; q, k and v are one fused Linear (same maths as three, one matmul).
 
     ``impl``: "explicit" (matmul + softmax), "sdpa" (torch's scaled_dot_product_attention) or "auto"
     (whichever a one-time probe found faster for the shape here; see attn_kernel.py). All compute the
-    same function. Attention maps always take the explicit path.
+    same function. Attention maps always take the explicit path. ``qk_norm``: LayerNorm (eps ``eps``)
+    over each head's queries and keys, as ViT-22B and newer recipes do to keep the logits bounded.
     """
 
     impl = "auto"
 
-    def __init__(self, dim: int, num_heads: int, attn_drop: float = 0.0, proj_drop: float = 0.0):
+    def __init__(self, dim: int, num_heads: int, attn_drop: float = 0.0, proj_drop: float = 0.0,
+                 qk_norm: bool = False, eps: float = 1e-6):
         super().__init__()
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.scale = self.head_dim**-0.5
         self.qkv = nn.Linear(dim, dim * 3, bias=True)
+        self.q_norm = nn.LayerNorm(self.head_dim, eps=eps) if qk_norm else None
+        self.k_norm = nn.LayerNorm(self.head_dim, eps=eps) if qk_norm else None
         self.attn_drop = attn_drop
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
 
     def qkv_bias(self) -> Tensor:
-        """The fused q/k/v bias, with the key part cut from the gradient.
-
-        Adding one vector to every key adds q . b_k to all of a query's scores, which softmax ignores: the
-        key bias's gradient is exactly zero, and what backward computes for it is rounding noise. Adam
-        divides that noise by its own running size, so it would move the key bias by lr-sized steps whose
-        sign depends on the summation order of the machine and process count. Detaching it gives the zero
-        exact arithmetic gives (the key bias keeps its initial or loaded value; it has no weight decay) and
-        changes no forward value: the concatenation holds the same numbers as the parameter.
-        """
+        """The fused q/k/v bias, its key part cut from the gradient unless QK-norm follows (see cut_key_bias)."""
         b = self.qkv.bias
-        if not (torch.is_grad_enabled() and b.requires_grad):
+        if self.k_norm is not None:
             return b
         D = b.shape[0] // 3
-        return torch.cat([b[:D], b[D:2 * D].detach(), b[2 * D:]])
+        return cut_key_bias(b, slice(D, 2 * D))
 
     def forward(self, x: Tensor, return_attention: bool = False,
                 num_queries: int | None = None) -> tuple[Tensor, Tensor | None]:
@@ -199,27 +253,44 @@ class Attention(nn.Module):
         else:
             q = F.linear(x[:, :num_queries], w[:D], b[:D]).view(B, num_queries, H, Dh).transpose(1, 2)
             k, v = F.linear(x, w[D:], b[D:]).view(B, N, 2, H, Dh).permute(2, 0, 3, 1, 4).unbind(0)
-        drop = self.attn_drop if self.training else 0.0
-        attn = None
-        if return_attention or attn_kernel.choose(self.impl, q, k) == "explicit":
-            out, attn = attn_kernel.explicit_attention(q, k, v, self.scale, drop, self.training)
-        else:
-            out = attn_kernel.sdpa_attention(q, k, v, self.scale, drop)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        out, attn = attend(q, k, v, self.scale, self.impl, self.attn_drop, self.training, return_attention)
         out = self.proj(out.transpose(1, 2).reshape(B, q.shape[2], D))
-        return self.proj_drop(out), attn if return_attention else None
+        return self.proj_drop(out), attn
+
+
+def attend(q: Tensor, k: Tensor, v: Tensor, scale: float, impl: str, drop: float, training: bool,
+           return_attention: bool) -> tuple[Tensor, Tensor | None]:
+    """softmax(q k^T * scale) v per head, by the kernel ``impl`` picks; the probabilities when asked."""
+    drop = drop if training else 0.0
+    if return_attention or attn_kernel.choose(impl, q, k) == "explicit":
+        out, attn = attn_kernel.explicit_attention(q, k, v, scale, drop, training)
+        return out, attn if return_attention else None
+    return attn_kernel.sdpa_attention(q, k, v, scale, drop), None
 
 
 class Mlp(nn.Module):
+    """Dense, activation, Dense. A gated activation (SwiGLU) makes fc1 twice as wide and multiplies the
+    activated first half by the second (Shazeer 2020, "GLU Variants Improve Transformer")."""
+
     def __init__(self, dim: int, hidden: int, act: str, drop: float = 0.0):
         super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
+        self.gated = act in GATED
+        self.fc1 = nn.Linear(dim, 2 * hidden if self.gated else hidden)
         self.act = ACTIVATIONS[act]()
         self.drop1 = nn.Dropout(drop)
         self.fc2 = nn.Linear(hidden, dim)
         self.drop2 = nn.Dropout(drop)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.drop2(self.fc2(self.drop1(self.act(self.fc1(x)))))
+        x = self.fc1(x)
+        if self.gated:
+            gate, x = x.chunk(2, dim=-1)
+            x = self.act(gate) * x
+        else:
+            x = self.act(x)
+        return self.drop2(self.fc2(self.drop1(x)))
 
 
 class DropPath(nn.Module):
@@ -266,14 +337,29 @@ class PatchDropout(nn.Module):
         return f"p={self.p}"
 
 
+class LayerScale(nn.Module):
+    """A learned per-channel scale of a residual branch (Touvron et al. 2021, "Going deeper with Image
+    Transformers"), started small so that each block begins close to the identity. DINOv2 uses it."""
+
+    def __init__(self, dim: int, init_values: float):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((dim,), float(init_values)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.gamma
+
+
 class Block(nn.Module):
     def __init__(self, cfg: ViTConfig, drop_path: float = 0.0):
         super().__init__()
         D = cfg.embed_dim
         self.norm1 = nn.LayerNorm(D, eps=cfg.norm_eps)
-        self.attn = Attention(D, cfg.num_heads, attn_drop=cfg.attn_drop_rate, proj_drop=cfg.drop_rate)
+        self.attn = Attention(D, cfg.num_heads, attn_drop=cfg.attn_drop_rate, proj_drop=cfg.drop_rate,
+                              qk_norm=cfg.qk_norm, eps=cfg.norm_eps)
+        self.ls1 = LayerScale(D, cfg.init_values) if cfg.init_values is not None else nn.Identity()
         self.norm2 = nn.LayerNorm(D, eps=cfg.norm_eps)
         self.mlp = Mlp(D, cfg.mlp_dim, cfg.act, drop=cfg.drop_rate)
+        self.ls2 = LayerScale(D, cfg.init_values) if cfg.init_values is not None else nn.Identity()
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x: Tensor, return_attention: bool = False,
@@ -282,9 +368,40 @@ class Block(nn.Module):
         y, attn = self.attn(self.norm1(x), return_attention, num_queries)
         if num_queries is not None:
             x = x[:, :num_queries]
-        x = x + self.drop_path(y)
-        x = x + self.drop_path(self.mlp(self.norm2(x)))
+        x = x + self.drop_path(self.ls1(y))
+        x = x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
         return x, attn
+
+
+class AttentionPool(nn.Module):
+    """Multi-head attention pooling ("MAP", Lee et al. 2019; SigLIP's head): a learned query attends over
+    the patch tokens, then a residual MLP, as a transformer block whose only query is the latent.
+
+        latent -> q; tokens -> k, v; y = proj(attention); y + MLP(LN(y))  -> (B, D)
+    """
+
+    def __init__(self, cfg: ViTConfig):
+        super().__init__()
+        D = cfg.embed_dim
+        self.num_heads = cfg.num_heads
+        self.latent = nn.Parameter(torch.empty(1, 1, D))
+        self.q = nn.Linear(D, D)
+        self.kv = nn.Linear(D, 2 * D)
+        self.proj = nn.Linear(D, D)
+        self.norm = nn.LayerNorm(D, eps=cfg.norm_eps)
+        self.mlp = Mlp(D, cfg.mlp_dim, cfg.act)
+
+    def forward(self, x: Tensor, return_attention: bool = False) -> tuple[Tensor, Tensor | None]:
+        """Tokens (B, N, D) -> pooled (B, D), and the latent's attention (B, heads, 1, N) when asked."""
+        B, N, D = x.shape
+        H = self.num_heads
+        q = self.q(self.latent).view(1, 1, H, D // H).transpose(1, 2).expand(B, -1, -1, -1)
+        kv_bias = cut_key_bias(self.kv.bias, slice(0, D))  # the key bias's exact gradient is zero here too
+        k, v = F.linear(x, self.kv.weight, kv_bias).view(B, N, 2, H, D // H).permute(2, 0, 3, 1, 4).unbind(0)
+        y, attn = attend(q, k, v, (D // H) ** -0.5, Attention.impl, 0.0, self.training, return_attention)
+        y = self.proj(y.transpose(1, 2).reshape(B, 1, D))
+        y = y + self.mlp(self.norm(y))
+        return y[:, 0], attn
 
 
 class PreLogits(nn.Module):
@@ -299,12 +416,14 @@ class PreLogits(nn.Module):
 
 
 class Intermediates(NamedTuple):
-    """What ``forward_intermediates`` returns: final normed tokens, per-block tokens, per-block attention."""
+    """What ``forward_intermediates`` returns: final normed tokens, per-block tokens, per-block attention,
+    and for a "map" classifier the pooling query's attention over the patches."""
 
     features: Tensor  # (B, prefix + h*w, D) after the final norm
     tokens: list[Tensor]  # per requested block, (B, prefix + h*w, D)
     attentions: list[Tensor] | None  # per requested block, (B, heads, tokens, tokens), when asked
     grid_size: Size
+    pool_attention: Tensor | None = None  # "map" classifier, when attention is asked: (B, heads, 1, h*w)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -317,14 +436,22 @@ class VisionTransformer(nn.Module):
         self.cfg = cfg
         D = cfg.embed_dim
         self.patch_embed = build_patch_embed(cfg)
-        self.num_prefix_tokens = 1 if cfg.classifier == "token" else 0
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, D)) if self.num_prefix_tokens else None
+        token = cfg.classifier == "token"
+        # Tokens before the patches: the class token, then the registers (extra learned tokens the model may
+        # use as scratch space, so that it stops repurposing background patches for it; read by nothing).
+        self.num_prefix_tokens = int(token) + cfg.reg_tokens
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, D)) if token else None
+        self.reg_token = nn.Parameter(torch.zeros(1, cfg.reg_tokens, D)) if cfg.reg_tokens else None
+        # How many prefix tokens own an entry of the learned 1-D position embedding (the rest get none).
+        self.num_pos_prefix = 0 if cfg.no_embed_class else self.num_prefix_tokens
         self._init_pos_embed(self.patch_embed.grid_size(cfg.img_size))
         self.pos_drop = nn.Dropout(cfg.drop_rate)
         self.patch_drop = PatchDropout(cfg.patch_drop_rate, self.num_prefix_tokens)
+        self.norm_pre = nn.LayerNorm(D, eps=cfg.norm_eps) if cfg.pre_norm else None
         rates = [cfg.drop_path_rate * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]  # linear rule
         self.blocks = nn.ModuleList(Block(cfg, r) for r in rates)
         self.norm = nn.LayerNorm(D, eps=cfg.norm_eps)
+        self.attn_pool = AttentionPool(cfg) if cfg.classifier == "map" else None
         self.pre_logits = PreLogits(D, cfg.representation_size) if cfg.representation_size else None
         self.head = self._new_head(cfg.num_classes)
         self.grad_checkpointing = False
@@ -338,23 +465,29 @@ class VisionTransformer(nn.Module):
         self.grid = grid
         self.pos_embed = self.pos_embed_row = self.pos_embed_col = None
         if kind == "learn":
-            self.pos_embed = nn.Parameter(torch.empty(1, self.num_prefix_tokens + grid[0] * grid[1], D))
+            self.pos_embed = nn.Parameter(torch.empty(1, self.num_pos_prefix + grid[0] * grid[1], D))
         elif kind == "learn2d":  # the paper's 2-D ablation: D/2 for the row, D/2 for the column
             self.pos_embed_row = nn.Parameter(torch.empty(1, grid[0], D // 2))
             self.pos_embed_col = nn.Parameter(torch.empty(1, grid[1], D - D // 2))
 
+    def _prefix(self, x: Tensor) -> Tensor:
+        """Prepend the class token and the register tokens to the patch tokens ``x``."""
+        tokens = [t.expand(x.shape[0], -1, -1) for t in (self.cls_token, self.reg_token) if t is not None]
+        return torch.cat([*tokens, x], dim=1) if tokens else x
+
     def _pos_embed(self, x: Tensor, grid: Size) -> Tensor:
-        """Prepend the class token and add position embeddings (class token included, as in the paper)."""
-        kind, prefix = self.cfg.pos_embed, self.num_prefix_tokens
+        """Prepend the prefix tokens and add position embeddings (the class token's included, as in the
+        paper, unless ``no_embed_class``)."""
+        kind = self.cfg.pos_embed
         # An ONNX export trace of a dynamic-size model keeps the resampling in the graph (exact at the trained size).
         resample = grid != self.grid or (torch.jit.is_tracing() and not self.patch_embed.strict_img_size)
         if kind == "learn":
             pos = self.pos_embed
             if resample:
-                pos = resample_pos_embed(pos, grid, self.grid, prefix, method=self.cfg.pos_resample)
-            if prefix:
-                x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
-            return self.pos_drop(x + pos)
+                pos = resample_pos_embed(pos, grid, self.grid, self.num_pos_prefix, method=self.cfg.pos_resample)
+            if self.num_pos_prefix:
+                return self.pos_drop(self._prefix(x) + pos)
+            return self.pos_drop(self._prefix(x + pos))
         # Other kinds embed patches only; the class token is itself a learned vector.
         if kind == "learn2d":
             rows, cols = self.pos_embed_row, self.pos_embed_col
@@ -366,9 +499,7 @@ class VisionTransformer(nn.Module):
             x = x + pos.reshape(1, h * w, -1)
         elif kind == "sincos":
             x = x + sincos_2d(grid, self.cfg.embed_dim).to(x)
-        if prefix:
-            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
-        return self.pos_drop(x)
+        return self.pos_drop(self._prefix(x))
 
     # -- initialisation (official: xavier-uniform dense kernels, tiny-normal MLP biases, zero head) ------
 
@@ -385,9 +516,18 @@ class VisionTransformer(nn.Module):
         for p in (self.pos_embed, self.pos_embed_row, self.pos_embed_col):
             if p is not None:
                 nn.init.normal_(p, std=0.02)
+        if self.reg_token is not None:  # DINOv2's init; distinct registers, as none has a position embedding
+            nn.init.normal_(self.reg_token, std=1e-6)
+        if self.attn_pool is not None:
+            pool = self.attn_pool
+            nn.init.normal_(pool.latent, std=self.cfg.embed_dim**-0.5)
+            for lin in (pool.q, pool.kv, pool.proj, pool.mlp.fc1, pool.mlp.fc2):
+                nn.init.xavier_uniform_(lin.weight)
+                nn.init.zeros_(lin.bias)
         if isinstance(self.patch_embed, PatchEmbed):
             lecun_normal_(self.patch_embed.proj.weight)
-            nn.init.zeros_(self.patch_embed.proj.bias)
+            if self.patch_embed.proj.bias is not None:
+                nn.init.zeros_(self.patch_embed.proj.bias)
         if self.pre_logits is not None:
             lecun_normal_(self.pre_logits.fc.weight)
             nn.init.zeros_(self.pre_logits.fc.bias)
@@ -402,14 +542,19 @@ class VisionTransformer(nn.Module):
 
     # -- forward --------------------------------------------------------------------------------------
 
+    def _embed(self, x: Tensor) -> tuple[Tensor, Size]:
+        """Image -> the tokens the first block sees, and the patch grid."""
+        x, grid = self.patch_embed(x)
+        x = self.patch_drop(self._pos_embed(x, grid))
+        return (self.norm_pre(x) if self.norm_pre is not None else x), grid
+
     def forward_features(self, x: Tensor) -> Tensor:
         """Image batch -> final normed tokens (B, prefix + h*w, D)."""
         return self._encode(x)
 
     def _encode(self, x: Tensor, last_queries: int | None = None) -> Tensor:
         """forward_features, where the last block outputs only the first ``last_queries`` tokens if given."""
-        x, grid = self.patch_embed(x)
-        x = self.patch_drop(self._pos_embed(x, grid))
+        x = self._embed(x)[0]
         for i, blk in enumerate(self.blocks):
             queries = last_queries if i == len(self.blocks) - 1 else None
             if self.grad_checkpointing and torch.is_grad_enabled():
@@ -419,7 +564,11 @@ class VisionTransformer(nn.Module):
         return self.norm(x)
 
     def pool(self, x: Tensor) -> Tensor:
-        return x[:, 0] if self.cfg.classifier == "token" else x[:, self.num_prefix_tokens :].mean(dim=1)
+        """Final tokens -> one vector an image: the class token, the patch mean, or the attention pool."""
+        if self.cfg.classifier == "token":
+            return x[:, 0]
+        patches = x[:, self.num_prefix_tokens :]
+        return self.attn_pool(patches)[0] if self.attn_pool is not None else patches.mean(dim=1)
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         """Tokens -> logits; with ``pre_logits=True`` the representation the head sees (few-shot eval)."""
@@ -432,7 +581,7 @@ class VisionTransformer(nn.Module):
         # With the class-token classifier the logits depend on the other tokens only through the keys and
         # values of the last block, so that block computes the class token's output alone: same logits,
         # ~1/depth less work. forward_features still returns every token.
-        last_queries = self.num_prefix_tokens if self.cfg.classifier == "token" else None
+        last_queries = 1 if self.cfg.classifier == "token" else None
         return self.forward_head(self._encode(x, last_queries))
 
     def forward_intermediates(
@@ -445,7 +594,8 @@ class VisionTransformer(nn.Module):
         """Per-block tokens (and attention probabilities on request) for analysis and dense tasks.
 
         ``indices``: block indices to keep (negative counts from the end), or an int n for the last n;
-        None keeps all. ``norm`` applies the final LayerNorm to each kept output.
+        None keeps all. ``norm`` applies the final LayerNorm to each kept output. With ``return_attention``
+        a "map" classifier also gives its pooling query's attention over the patch tokens.
         """
         depth = len(self.blocks)
         if indices is None:
@@ -454,8 +604,7 @@ class VisionTransformer(nn.Module):
             keep = list(range(depth - indices, depth))
         else:
             keep = [i % depth if -depth <= i < depth else _bad_index(i, depth) for i in indices]
-        x, grid = self.patch_embed(x)
-        x = self.patch_drop(self._pos_embed(x, grid))
+        x, grid = self._embed(x)
         tokens, attns = [], []
         for i, blk in enumerate(self.blocks):
             x, attn = blk(x, return_attention=return_attention and i in keep)
@@ -463,7 +612,11 @@ class VisionTransformer(nn.Module):
                 tokens.append(self.norm(x) if norm else x)
                 if return_attention:
                     attns.append(attn)
-        return Intermediates(self.norm(x), tokens, attns if return_attention else None, grid)
+        x = self.norm(x)
+        pool_attn = None
+        if return_attention and self.attn_pool is not None:
+            pool_attn = self.attn_pool(x[:, self.num_prefix_tokens :], return_attention=True)[1]
+        return Intermediates(x, tokens, attns if return_attention else None, grid, pool_attn)
 
     # -- changing the model after construction ----------------------------------------------------------
 
@@ -485,7 +638,7 @@ class VisionTransformer(nn.Module):
         new_grid = self.patch_embed.grid_size(img_size)
         method = method or self.cfg.pos_resample
         if self.pos_embed is not None and new_grid != self.grid:
-            new = resample_pos_embed(self.pos_embed, new_grid, self.grid, self.num_prefix_tokens, method=method)
+            new = resample_pos_embed(self.pos_embed, new_grid, self.grid, self.num_pos_prefix, method=method)
             self.pos_embed = nn.Parameter(new)
         if self.pos_embed_row is not None and new_grid != self.grid:
             self.pos_embed_row = nn.Parameter(resample_axis(self.pos_embed_row, new_grid[0], method=method))
@@ -500,7 +653,7 @@ class VisionTransformer(nn.Module):
 
     def no_weight_decay(self) -> set[str]:
         """Parameters conventionally excluded from weight decay (timm's convention)."""
-        return {"cls_token", "pos_embed", "pos_embed_row", "pos_embed_col"}
+        return {"cls_token", "reg_token", "pos_embed", "pos_embed_row", "pos_embed_col", "attn_pool.latent"}
 
     @property
     def num_features(self) -> int:

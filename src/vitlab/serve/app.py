@@ -34,7 +34,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ..analysis import analyze, attention_rollout, collect_attention, plot_position_similarity, position_embedding_similarity
+from ..analysis import analyze, attention_pass, attention_rollout, plot_position_similarity, position_embedding_similarity
 from ..analysis.predict import class_names
 from ..utils.device import pick_device
 from ..data.pipeline import materialize
@@ -124,11 +124,13 @@ class Explorer:
         tf = EvalTransform.for_model(cfg)
         x = tf.image(image)[None]
         x = x.to(next(model.parameters()).device)
-        logits, attns, grid = collect_attention(model, x)
-        rollout = attention_rollout(attns, model.num_prefix_tokens, grid)[0]
+        logits, attns, grid, readout, _ = attention_pass(model, x)
+        rollout = attention_rollout(attns, model.num_prefix_tokens, grid, readout=readout)[0]
         p = model.num_prefix_tokens
-        # A class token's row per head; a gap model pools all patches, so the mean patch row stands in.
-        cls = [(a[0, :, 0, p:] if p else a[0, :, p:, p:].mean(1)).float().cpu().numpy() for a in attns]
+        # A class token's row per head (registers left out); a gap or map model pools the patches, so the
+        # mean patch row stands in.
+        token = cfg.classifier == "token"
+        cls = [(a[0, :, 0, p:] if token else a[0, :, p:, p:].mean(1)).float().cpu().numpy() for a in attns]
         prob, idx = logits[0].float().softmax(-1).topk(min(topk, cfg.num_classes))
         names = class_names(model)
         top = [{"label": names[c], "index": c, "probability": round(q, 6)} for q, c in zip(prob.tolist(), idx.tolist())]
@@ -140,7 +142,7 @@ class Explorer:
             "image": _png_data_url(_model_view(image, tf)),
             "rollout": np.round(rollout, 6).tolist(),
             "attention": [np.round(c, 6).tolist() for c in cls],  # [layer][head][gh * gw]
-            "class_token": bool(p),
+            "class_token": token,
         }
 
 
@@ -182,7 +184,7 @@ def build_explorer(
         "architecture": {k: v for k, v in cfg.to_dict().items() if k not in ("class_names",)},
         "parameters": sum(p.numel() for p in model.parameters()),
         "classes": class_names(model),
-        "class_token": model.num_prefix_tokens > 0,
+        "class_token": cfg.classifier == "token",
         "depth": len(model.blocks),
         "num_heads": cfg.num_heads,
         "training": None,

@@ -16,8 +16,9 @@ from .config import OptimSection, ScheduleSection
 
 
 def _layer_id(name: str, depth: int) -> int:
-    """0 for the embeddings, i + 1 for block i, depth + 1 for the final norm and the head."""
-    if name.startswith(("patch_embed", "cls_token", "pos_embed", "backbone")):
+    """0 for the embeddings (the class and register tokens, CLIP's pre-encoder norm included), i + 1 for
+    block i (its LayerScale too), depth + 1 for the final norm, an attention-pool head and the head."""
+    if name.startswith(("patch_embed", "cls_token", "reg_token", "pos_embed", "norm_pre", "backbone")):
         return 0
     if name.startswith("blocks."):
         return int(name.split(".")[1]) + 1

@@ -33,9 +33,14 @@ FORMATS = {
     "vitlab-state-dict": "vitlab state dict (.safetensors whose metadata carries the vitlab config)",
     "timm": "timm / bare vitlab state dict (.safetensors, .pth, .pt, .bin; possibly nested under 'state_dict'/'model'), "
             "or a timm hub directory (config.json with pretrained_cfg + model.safetensors)",
-    "hf": "Hugging Face ViT directory (config.json with model_type 'vit' + model.safetensors or pytorch_model.bin)",
+    "hf": "Hugging Face ViT directory (config.json with model_type 'vit', or the image towers 'dinov2', "
+          "'dinov2_with_registers', 'siglip', 'siglip_vision_model', 'clip', 'clip_vision_model'; + model.safetensors "
+          "or pytorch_model.bin)",
     "official": "Google official .npz (flat '/'-separated keys: embedding/kernel, Transformer/encoderblock_N/...)",
 }
+
+# Hugging Face model types whose image tower vitlab reads (a full SigLIP / CLIP model: its vision_model).
+HF_MODEL_TYPES = ("vit", "dinov2", "dinov2_with_registers", "siglip", "siglip_vision_model", "clip", "clip_vision_model")
 
 CONFIG_METADATA_KEY = "vitlab_config"  # safetensors metadata entry holding a vitlab config as JSON
 
@@ -120,13 +125,14 @@ def _read_dir(path: Path) -> Checkpoint:
     if timm.is_hub_config(cfg):  # a timm hub repository: weights + timm's pretrained_cfg
         state = _read_hf_weights(path)
         return Checkpoint(path, "timm", unwrap_state_dict(state, path), extra={"metadata": timm.hub_metadata(cfg)})
-    if cfg.get("model_type") == "vit":
+    if cfg.get("model_type") in HF_MODEL_TYPES:
         extra = {}
         pre = path / "preprocessor_config.json"
         if pre.is_file():
             extra["preprocessor"] = json.loads(pre.read_text())
         return Checkpoint(path, "hf", _read_hf_weights(path), config=cfg, extra=extra)
-    raise _unknown(path, f"{cfg_file} is neither a vitlab config, a Hugging Face ViT config nor a timm hub config "
+    raise _unknown(path, f"{cfg_file} is neither a vitlab config, a Hugging Face config of {HF_MODEL_TYPES} nor a "
+                   "timm hub config "
                    f"(model_type={cfg.get('model_type')!r})")
 
 

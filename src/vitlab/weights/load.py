@@ -57,6 +57,7 @@ def _source_grid(ckpt: Checkpoint) -> tuple[int, int] | None:
         if c.get("backbone_layers") is not None:
             scale = backbone_stride(tuple(c["backbone_layers"]))
         return (h // (p * scale), w // (p * scale))
+    c = hf.vision_config(c) if ckpt.format == "hf" else c
     if ckpt.format == "hf" and "patch_size" in c:
         size = c.get("image_size", 224)
         h, w = to_2tuple(size)
@@ -68,7 +69,7 @@ def _source_grid(ckpt: Checkpoint) -> tuple[int, int] | None:
 def fit(model: VisionTransformer, state: dict[str, Tensor], method: str, grid: tuple[int, int] | None = None) -> list[str]:
     """Adapt ``state`` in place to ``model`` where fine-tuning expects it; returns what was done."""
     notes: list[str] = []
-    prefix = model.num_prefix_tokens
+    prefix = model.num_pos_prefix
     pos = state.get("pos_embed")
     if pos is not None and model.pos_embed is not None and pos.ndim == 3 and pos.shape[-1] == model.pos_embed.shape[-1]:
         n = pos.shape[1] - prefix
@@ -134,7 +135,7 @@ def load_weights(model: VisionTransformer | ResNet, path: str | os.PathLike, str
     notes = fit(model, state, method, _source_grid(ckpt))
     expected = {"official": "gelu_tanh", "timm": "gelu"}.get(ckpt.format)
     if ckpt.format == "hf" and ckpt.config:
-        expected = hf.ACT_FROM_HF.get(ckpt.config.get("hidden_act", "gelu"))
+        expected = hf.activation(ckpt.config)
     if expected and expected != model.cfg.act:
         notes.append(f"{ckpt.format} weights expect act={expected!r} but the model uses act={model.cfg.act!r} "
                      "(outputs will differ slightly; vitlab.load_model sets it from the checkpoint)")
@@ -273,7 +274,8 @@ def describe_checkpoint(path: str | os.PathLike, checkpoint: str | os.PathLike |
                 f"patch {cfg.patch_size}, image {h}x{w}, classifier {cfg.classifier}, pos_embed {cfg.pos_embed}, "
                 f"act {cfg.act}, eps {cfg.norm_eps:g}"
                 + (f", pre_logits {cfg.representation_size}" if cfg.representation_size else "")
-                + (f", ResNet stages {cfg.backbone_layers} x{cfg.backbone_width}" if cfg.backbone_layers else ""))
+                + (f", ResNet stages {cfg.backbone_layers} x{cfg.backbone_width}" if cfg.backbone_layers else "")
+                + "".join(f", {s}" for s in cfg.switches()))
     lines = [
         f"file:          {ckpt.path}",
         f"format:        {ckpt.format} - {FORMATS[ckpt.format]}",

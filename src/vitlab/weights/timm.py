@@ -1,12 +1,19 @@
 """timm state dicts <-> vitlab state dicts.
 
 vitlab's parameter names follow timm's VisionTransformer on purpose (patch_embed.proj, cls_token,
-pos_embed, blocks.N.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2}, norm, head, the old
-pre_logits.fc), and the ResNet hybrids' ``patch_embed.backbone.`` keys mirror timm's ResNetV2, so the
-conversion is mostly a check. What timm has and vitlab does not is refused with a reason.
+reg_token, pos_embed, norm_pre, blocks.N.{norm1,attn.qkv,attn.{q,k}_norm,ls1.gamma,attn.proj,norm2,mlp.fc1,
+mlp.fc2,ls2.gamma}, norm, attn_pool.*, head, the old pre_logits.fc), and the ResNet hybrids'
+``patch_embed.backbone.`` keys mirror timm's ResNetV2, so the conversion is mostly a check. What timm
+has and vitlab does not is refused with a reason.
+
+Two things no shape says: the activation (timm's default, exact GELU, is assumed: pass ``act=`` for
+its ``*_quickgelu`` CLIP models or ``*_siglip`` weights ported from big_vision with tanh GELU) and the
+LayerNorm eps (1e-6, timm's ViT default; 1e-5 for a file with CLIP's pre-encoder norm, as timm builds
+its CLIP towers).
 """
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -42,41 +49,52 @@ def vitlab_to_timm(model: VisionTransformer) -> dict[str, Tensor]:
 
 @torch.no_grad()
 def full_pos_embed(model: VisionTransformer) -> Tensor:
-    """The (1, prefix + h*w, D) position embedding the model adds at its configured grid."""
+    """The (1, num_pos_prefix + h*w, D) position embedding the model adds at its configured grid."""
     if model.pos_embed is not None:
         return model.pos_embed.detach().cpu().clone()
     if model.training and model.cfg.drop_rate:
         raise ValueError("call model.eval() before exporting: position dropout would corrupt the embedding")
-    D, prefix = model.cfg.embed_dim, model.num_prefix_tokens
+    D = model.cfg.embed_dim
     x = torch.zeros(1, model.grid[0] * model.grid[1], D, device=model.norm.weight.device)
-    patches = model._pos_embed(x, model.grid)[:, prefix:]  # zero tokens + position = the position itself
-    return torch.cat([torch.zeros(1, prefix, D), patches.cpu()], dim=1)
+    patches = model._pos_embed(x, model.grid)[:, model.num_prefix_tokens :]  # zero tokens + position = the position
+    return torch.cat([torch.zeros(1, model.num_pos_prefix, D), patches.cpu()], dim=1)
 
 
 def infer_config(state: dict[str, Tensor], num_heads: int | None = None, given: frozenset[str] = frozenset()) -> dict[str, Any]:
     """ViTConfig fields read off vitlab/timm-keyed shapes. The head count is not in any shape: it comes
     from ``num_heads`` or from the registry when the width matches a known variant. ``given``: fields the
     caller sets itself, so their absence from the shapes is no error."""
-    from ..models.registry import SIZES
+    from ..models.registry import heads_by_width
 
     if "patch_embed.proj.weight" not in state:
         raise ValueError("not a ViT state dict: no 'patch_embed.proj.weight'")
     dim, in_chans, p, _ = state["patch_embed.proj.weight"].shape
     depth = 1 + max((int(m.group(1)) for k in state if (m := re.match(r"blocks\.(\d+)\.", k))), default=-1)
     if num_heads is None:
-        known = {d: h for (_, d, _, h) in SIZES.values()}
+        known = heads_by_width()
         if dim not in known:
             raise ValueError(f"cannot infer the number of attention heads for embed_dim={dim} (no registered "
                              "variant has that width); pass num_heads=... (CLI: --num-heads)")
         num_heads = known[dim]
     token = "cls_token" in state
+    reg_tokens = int(state["reg_token"].shape[1]) if "reg_token" in state else 0
+    mlp_dim, gated = 4 * int(dim), False
+    if depth:  # a gated MLP's fc1 is twice as wide as fc2's input
+        mlp_dim = int(state["blocks.0.mlp.fc2.weight"].shape[1])
+        gated = state["blocks.0.mlp.fc1.weight"].shape[0] == 2 * mlp_dim
+    pre_norm = "norm_pre.weight" in state
     cfg: dict[str, Any] = dict(
         patch_size=int(p), in_chans=int(in_chans), embed_dim=int(dim), depth=depth, num_heads=int(num_heads),
-        mlp_dim=int(state["blocks.0.mlp.fc1.weight"].shape[0]) if depth else 4 * int(dim),
-        classifier="token" if token else "gap", act="gelu", norm_eps=1e-6,
+        mlp_dim=mlp_dim, classifier="map" if "attn_pool.latent" in state else "token" if token else "gap",
+        act="swiglu" if gated else "gelu", norm_eps=1e-5 if pre_norm else 1e-6,
         representation_size=int(state["pre_logits.fc.weight"].shape[0]) if "pre_logits.fc.weight" in state else None,
         num_classes=int(state["head.weight"].shape[0]) if "head.weight" in state else 0,
+        reg_tokens=reg_tokens, pre_norm=pre_norm, patch_bias="patch_embed.proj.bias" in state,
+        init_values=1e-5 if "blocks.0.ls1.gamma" in state else None,  # the loaded gammas replace it
+        qk_norm="blocks.0.attn.q_norm.weight" in state,
     )
+    if reg_tokens or pre_norm or gated or cfg["classifier"] == "map" or cfg["init_values"] or cfg["qk_norm"]:
+        cfg["pos_resample"] = "bicubic_aa"  # a new size resamples as timm does for these models
     stride = 1
     root = next((k for k in ROOT_CONV_KEYS if k in state), None)
     if root is not None:  # timm ResNetV2 hybrid (or its bare stem for root-only hybrids)
@@ -90,7 +108,11 @@ def infer_config(state: dict[str, Tensor], num_heads: int | None = None, given: 
         cfg["in_chans"] = int(state[root].shape[1])  # patch_embed.proj sees ResNet features, not pixels
         stride = backbone_stride(cfg["backbone_layers"])
     if "pos_embed" in state:
-        n = state["pos_embed"].shape[1] - (1 if token else 0)
+        total, prefix = state["pos_embed"].shape[1], int(token) + reg_tokens
+        # Entries for the prefix tokens too, or (no_embed_class) patches only: the one that is a square grid.
+        square = lambda k: k >= 0 and math.isqrt(k) ** 2 == k  # noqa: E731
+        cfg["no_embed_class"] = bool(prefix) and square(total) and not square(total - prefix)
+        n = total if cfg["no_embed_class"] else total - prefix
         gh = gw = int(round(n**0.5))
         if gh * gw != n:
             raise ValueError(f"{n} position entries are not a square grid; pass img_size=(h, w)")
