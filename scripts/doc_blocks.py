@@ -4,7 +4,8 @@ Every ```bash / ```python block in README.md and docs/guides/*.md carries a mark
 
     <!-- run -->                          run as written (tests/test_docs_blocks.py)
     <!-- run: small KEY=VALUE ... -->     run with these recipe overrides appended to every `vitlab train`
-    <!-- run by tests/FILE.py: WHY -->    that test runs it (e.g. at a smaller budget)
+    <!-- run by tests/FILE.py: WHY -->    that test runs it (e.g. at a smaller budget; tests/test_docs_blocks.py:
+                                          the same block, run where another page has it)
     <!-- not run: REASON -->              not runnable here (a GPU, the network, a server that waits): why
 
 A ```text block after a command block, marked `<!-- output: generated ... -->`, is what the command prints:
@@ -15,7 +16,7 @@ kind of line the code prints now is in it, and every line in it is still printed
 Blocks of a page run in order in one sandbox directory: `configs/` of this checkout, a `scripts/` whose
 `setup.sh` does nothing (the tests run inside the set-up environment), `.venv/bin/{python,python3,vitlab}`
 (also first on PATH) wrapping this Python, a few images (`shoe.png`, `shirt.png`: Fashion-MNIST test images;
-`photos/<class>/*.jpg`) and, unless the page trains it itself, `runs/fmnist`: a 3-step main job.
+`photos/<class>/*.jpg`, 16 a class) and, unless the page trains it itself, `runs/fmnist`: a 3-step main job.
 """
 from __future__ import annotations
 
@@ -96,6 +97,9 @@ def problems(page: Path) -> list[str]:
             bad.append(f"{b.where}: <!-- {b.mark}: ... --> needs a reason")
         if b.mark == "run by" and not (ROOT / b.arg.split(":")[0].split()[0]).is_file():
             bad.append(f"{b.where}: <!-- run by {b.arg} -->: no such test file")
+        if b.mark == "run by" and b.arg.startswith("tests/test_docs_blocks.py") and not any(
+                o.mark == "run" and o.code == b.code for p in PAGES for o in parse(p)):
+            bad.append(f"{b.where}: <!-- run by {b.arg} -->: no other page runs this block as written")
         if b.mark == "output":
             prev = blocks[n - 1] if n else None
             if prev is None or prev.output is not b or not b.arg.startswith(("generated", "recorded")):
@@ -140,7 +144,7 @@ def _images(box: Path) -> None:
     for c, colour in enumerate(((200, 60, 40), (40, 160, 60), (50, 70, 200))):
         d = box / "photos" / f"class_{'abc'[c]}"
         d.mkdir(parents=True)
-        for k in range(8):
+        for k in range(16):
             h, w = rng.integers(40, 80, size=2)
             px = np.clip(rng.normal(colour, 40, size=(h, w, 3)), 0, 255).astype(np.uint8)
             Image.fromarray(px).save(d / f"img_{k}.jpg", quality=90)
@@ -200,8 +204,9 @@ NUMBER = re.compile(r"\d+(?:[.,]\d+)*(?:e[-+]?\d+)?")
 
 
 def mask(text: str) -> list[str]:
-    """Lines with every number replaced by N: what stays when the sizes, times and accuracies change."""
-    return [NUMBER.sub("N", ln).rstrip() for ln in text.strip("\n").splitlines() if ln.strip()]
+    """Lines with every number replaced by N and runs of inner spaces by one (columns widen with the numbers):
+    what stays when the sizes, times and accuracies change."""
+    return [re.sub(r"(?<=\S)\s+", " ", NUMBER.sub("N", ln)).rstrip() for ln in text.strip("\n").splitlines() if ln.strip()]
 
 
 def label(line: str) -> str:
