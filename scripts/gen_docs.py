@@ -1,10 +1,12 @@
 """Write the reference pages that are generated from the code, so they cannot drift from it.
 
-    python3 scripts/gen_docs.py           # (re)write docs/reference/{models,cli,recipe}.md
-    python3 scripts/gen_docs.py --check   # exit 1 naming the stale pages (what tests/test_reference_docs.py runs)
+    python3 scripts/gen_docs.py           # (re)write docs/reference/{models,cli,recipe}.md and the generated outputs
+    python3 scripts/gen_docs.py --check   # exit 1 naming the stale reference pages (tests/test_reference_docs.py)
 
 models.md comes from the model registry, cli.md from the argument parser, recipe.md from the recipe
-dataclasses (their defaults and the comment on each field's line).
+dataclasses (their defaults and the comment on each field's line). The `<!-- output: generated ... -->`
+blocks of the README and the guides are what their commands print, run as tests/test_docs_blocks.py runs
+them (scripts/doc_blocks.py; a minute or two), which fails when they differ.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import argparse
 import inspect
 import re
 import sys
+import tempfile
 from dataclasses import MISSING, fields
 from pathlib import Path
 
@@ -173,7 +176,8 @@ def stale() -> list[str]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--check", action="store_true", help="write nothing; exit 1 if a page is out of date")
+    ap.add_argument("--check", action="store_true", help="write nothing; exit 1 if a reference page is out of date")
+    ap.add_argument("--no-outputs", action="store_true", help="the reference pages only, not the commands' outputs")
     args = ap.parse_args()
     if args.check:
         bad = stale()
@@ -184,6 +188,13 @@ def main() -> int:
     for n, make in PAGES.items():
         (OUT / n).write_text(make())
         print(f"wrote docs/reference/{n}")
+    if not args.no_outputs:
+        sys.path.insert(0, str(ROOT / "scripts"))
+        import doc_blocks
+
+        with tempfile.TemporaryDirectory() as tmp:
+            for page in doc_blocks.generate_outputs(Path(tmp)):
+                print(f"wrote the generated outputs of {page.relative_to(ROOT)}")
     return 0
 
 

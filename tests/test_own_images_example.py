@@ -1,4 +1,6 @@
-"""The README's worked example (scripts/own_images_example.py) runs end to end at a small budget."""
+"""The worked example of docs/guides/own-images.md (scripts/own_images_example.py) runs end to end at a small
+budget, and prints the kinds of line the guide shows it printing."""
+import importlib.util
 import json
 import os
 import subprocess
@@ -8,6 +10,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+GUIDE = ROOT / "docs" / "guides" / "own-images.md"
+
+
+def _doc_blocks():
+    spec = importlib.util.spec_from_file_location("doc_blocks", ROOT / "scripts" / "doc_blocks.py")
+    mod = sys.modules["doc_blocks"] = importlib.util.module_from_spec(spec)  # dataclasses look their module up
+    spec.loader.exec_module(mod)
+    return mod
 
 
 @pytest.mark.slow
@@ -26,3 +36,8 @@ def test_worked_example_runs_end_to_end(tmp_path):
     assert len(list((tmp_path / "attention").glob("photo_*.png"))) == 4
     assert len((tmp_path / "predictions.csv").read_text().splitlines()) == 1 + 64
     assert json.loads((tmp_path / "hf" / "config.json").read_text())["model_type"] == "vit"
+
+    blocks = _doc_blocks()
+    [shown] = [b for b in blocks.parse(GUIDE) if b.output is not None]
+    why = blocks.output_mismatch(shown, r.stdout.replace(str(tmp_path), "runs/example"))
+    assert why is None, why

@@ -35,7 +35,7 @@ class DataSection:
     dev_fraction: float = 0.0  # > 0: hold out this share of train for per-epoch eval and "best"; 0: use test
     test_fraction: float = 0.2  # sources without a test split: share held out as the test set (RUN/split.json)
     image_size: int | None = None  # image folders: training size (None: model.img_size; in memory without either: the first image's)
-    in_memory: bool | str = "auto"  # image folders: decoded into memory (true), read lazily by workers (false), auto: by size (see README Data)
+    in_memory: bool | str = "auto"  # image folders: decoded into memory (true), read lazily by workers (false), auto: by size (see the data guide)
     workers: int | None = None  # DataLoader worker processes for data read from disk; null: cores / processes (<= 8)
     cache: str | None = None  # image folders: decoded-image cache and folder index, a .npz path or "auto" (~/.cache/vitlab); null: none
     shard_order: str = "auto"  # global (one permutation an epoch), shards (shard-sequential readers), auto: shards for tar shards
