@@ -30,8 +30,9 @@ def _pretrained(args: argparse.Namespace) -> int:
 
 
 def _add_pretrained(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("pretrained", help="list the pretrained weights vitlab knows by name (paper, AugReg, hub, "
-                                          "shipped): architecture, data, resolution, classes, size, accuracy, license")
+    p = sub.add_parser("pretrained", help="list the pretrained weights vitlab knows by name (paper, AugReg, "
+                                          "DINOv2/SigLIP/CLIP, hub, shipped): architecture, data, resolution, "
+                                          "classes, size, accuracy, license")
     p.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'vit_b16.*'")
     p.set_defaults(func=_pretrained)
 

@@ -138,7 +138,7 @@ def test_entries_are_usable():
         vitlab.ViTConfig(num_classes=fields["num_classes"], class_names=fields["class_names"],
                          eval_resize=e.eval_resize, eval_crop_pct=e.eval_crop_pct,
                          eval_interpolation=e.eval_interpolation)
-    google = sorted(a for e in catalog() for a in e.aliases if a.startswith("google/"))
+    google = sorted(a for e in catalog() for a in e.aliases if a.startswith("google/vit-"))
     assert len(google) == 11 and len(set(google)) == 11
     assert get_pretrained("google/vit-base-patch16-224").name == "vit_b16.orig_in21k_ft_in1k_224"
     assert list_pretrained("vit_ti16.*") == ["vit_ti16.augreg_in21k", "vit_ti16.augreg_in21k_ft_in1k",

@@ -6,8 +6,10 @@ each with its source; a figure that is not published is None and listed as such.
 Names are ``ARCH.TAG``: ARCH a vitlab model name (``vitlab models``), TAG the weights, as timm spells them:
 ``orig_in21k`` (the paper's ImageNet-21k release), ``orig_in21k_ft_in1k`` (fine-tuned on ImageNet-1k),
 ``augreg_in21k`` / ``augreg_in21k_ft_in1k`` (AugReg, "How to train your ViT?", Steiner et al. 2021). A
-resolution suffix (``_224``) names a fine-tune other than the default. Aliases: the transformers names
-(``google/vit-base-patch16-224``) and timm names (``vit_base_patch16_224.augreg_in21k``) of the same weights.
+resolution suffix (``_224``) names a fine-tune other than the default. Today's backbones (DINOv2, SigLIP,
+OpenAI CLIP) take timm's tags too: ``lvd142m``, ``webli``, ``openai``. Aliases: the transformers names
+(``google/vit-base-patch16-224``, ``facebook/dinov2-small``) and timm names
+(``vit_base_patch16_224.augreg_in21k``, ``timm/vit_small_patch14_dinov2.lvd142m``) of the same weights.
 
 Sources (cited per entry by key):
   README:  github.com/google-research/vision_transformer README.md, "Available ViT models" and the
@@ -21,6 +23,8 @@ Sources (cited per entry by key):
            (pre-logits included) by one linear layer, so fine-tuned files have no pre-logits.
   VIT_JAX: vit_jax/input_pipeline.py: a test image is resized whole to the model's size (bilinear),
            scaled to [-1, 1]: mean = std = 0.5.
+  BACKBONES: vitlab/weights/backbones.py (hub ids, the authors' preprocessing, pretraining data, license;
+           its docstring cites them).
 """
 from __future__ import annotations
 
@@ -31,8 +35,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from ..errors import ConfigError
+from .backbones import BACKBONE_WEIGHTS, BackboneWeights
 
 OFFICIAL_URL = "https://storage.googleapis.com/vit_models/"  # the README's gs://vit_models/ over HTTPS
 IMAGENET_21K_CLASSES = 21843
@@ -68,6 +74,9 @@ class Pretrained:
     class_names: str | None = None  # "imagenet": the 1000 ImageNet-1k names shipped with vitlab
     dataset: str | None = None  # a vitlab data set name the head was trained for (its test split evaluates it)
     license: str = LICENSE
+    # further config fields the file cannot tell, as (field, value) pairs: a timm backbone file's activation
+    # and the resolution its authors evaluate at
+    overrides: tuple[tuple[str, Any], ...] = ()
 
     @property
     def tag(self) -> str:
@@ -83,6 +92,7 @@ class Pretrained:
             "eval_crop_pct": self.eval_crop_pct,
             "eval_interpolation": self.eval_interpolation,
             "class_names": imagenet_classes() if self.class_names == "imagenet" else None,
+            **dict(self.overrides),
         }
 
 
@@ -202,6 +212,30 @@ HUB = [
         eval_interpolation="bicubic", class_names="imagenet"),
 ]
 
+# -- today's backbones: the registry's DINOv2, SigLIP and CLIP image towers (weights.backbones) -----------------
+
+def _backbone(w: BackboneWeights) -> Pretrained:
+    """A backbone's weights as ``ARCH.TAG`` (timm's tag). The file is timm's hub repository, not the
+    transformers one: the image tower alone in one model.safetensors (transformers' SigLIP and CLIP
+    repositories hold the whole two-tower model, text tower included, and OpenAI's CLIP repositories began as
+    pickled .bin files), and there is one for every shape (transformers has no So400m at 378 px). Neither hub
+    repository is the authors' own upload: timm's and transformers' are both conversions of the released
+    checkpoints, the same weights. What a timm file's shapes cannot say (the activation) and the authors'
+    test-time preprocessing and resolution come from the table."""
+    timm_name = w.timm.removeprefix("timm/")
+    fields = {"mean", "std", "eval_resize", "eval_crop_pct", "eval_interpolation"}  # Pretrained's own
+    return Pretrained(
+        f"{w.model}.{timm_name.split('.', 1)[1]}", w.model, "hf-hub", "model.safetensors", w.pretrain, None,
+        w.img_size, num_classes=w.num_classes, representation_size=None, size_mib=None, top1=None,
+        top1_source=None, facts="hub id, preprocessing, data, license: BACKBONES", hub_repo=w.timm,
+        aliases=(timm_name, w.timm, *w.timm_aliases, *((w.hf,) if w.hf else ())), mean=w.mean, std=w.std,
+        eval_resize=w.eval_resize, eval_crop_pct=w.eval_crop_pct, eval_interpolation=w.eval_interpolation,
+        license=w.license,
+        overrides=tuple(sorted((k, v) for k, v in w.load_overrides("timm").items() if k not in fields)))
+
+
+BACKBONES = [_backbone(w) for w in BACKBONE_WEIGHTS.values()]
+
 # -- shipped inside vitlab's package: no download ------------------------------------------------------------
 # A training run directory, as `vitlab train` wrote it, trimmed to what using it needs: config.yaml (the
 # recipe), final.json (its test result), model/ (config.json + model.safetensors).
@@ -228,7 +262,7 @@ SHIPPED = [_shipped("vit_mnist.fmnist", "vit_mnist", "fmnist", "Fashion-MNIST", 
 @lru_cache(maxsize=1)
 def _index() -> dict[str, Pretrained]:
     out: dict[str, Pretrained] = {}
-    for e in ORIGINAL + AUGREG + HUB + SHIPPED:
+    for e in ORIGINAL + AUGREG + HUB + BACKBONES + SHIPPED:
         for key in (e.name, *e.aliases):
             if key in out:
                 raise AssertionError(f"catalog name {key!r} given twice")

@@ -319,23 +319,23 @@ def describe_pretrained(pattern: str = "*") -> str:
     """`vitlab pretrained`: one row per catalog entry matching ``pattern``; aliases underneath."""
     from .catalog import catalog, list_pretrained
 
-    names = set(list_pretrained(pattern))
-    if not names:
+    entries = [e for e in catalog() if e.name in set(list_pretrained(pattern))]
+    if not entries:
         raise ValueError(f"no pretrained weights match {pattern!r}; `vitlab pretrained` lists them all")
-    head = (f"{'name':<34} {'architecture':<12} {'pretrained on (fine-tuned on)':<30} {'res':>4} {'classes':>7} "
+    wn, wa = max(34, *(len(e.name) for e in entries)), max(12, *(len(e.arch) for e in entries))
+    head = (f"{'name':<{wn}} {'architecture':<{wa}} {'pretrained on (fine-tuned on)':<30} {'res':>4} {'classes':>7} "
             f"{'size':>9} {'top-1 (source)':<28} {'license':<11} here")
     rows = [head, "-" * len(head)]
-    for e in catalog():
-        if e.name not in names:
-            continue
+    for e in entries:
         data = e.pretrain + (f" ({e.finetune})" if e.finetune else "")
         size = f"{e.size_mib:,.0f} MiB" if e.size_mib is not None else "unknown"
         top1 = f"{e.top1:.2f}% ({e.top1_source.split(' ')[0]})" if e.top1 is not None else "not published"
         here = "yes" if is_cached(e) else ("hub" if e.source == "hf-hub" else "no")
-        rows.append(f"{e.name:<34} {e.arch:<12} {data:<30} {e.img_size:>4} {e.num_classes:>7} {size:>9} "
+        rows.append(f"{e.name:<{wn}} {e.arch:<{wa}} {data:<30} {e.img_size:>4} {e.num_classes:>7} {size:>9} "
                     f"{top1:<28} {e.license.split(' ')[0]:<11} {here}")
         if e.aliases:
             rows.append(f"{'':<4}also: {', '.join(e.aliases)}")
-    rows.append(f"\ncache: {cache_dir()} (VITLAB_CACHE); classes 0: features only (the release zeroed its head); "
+    rows.append(f"\ncache: {cache_dir()} (VITLAB_CACHE); classes 0: features only (no head released, or the release "
+                "zeroed it); the CLIP towers' 512 / 768: OpenAI's projection into the image-text embedding space; "
                 "size: as published; top-1: ImageNet-1k for *_ft_in1k, at the entry's resolution.")
     return "\n".join(rows)
