@@ -69,7 +69,7 @@ def main() -> int:
     photos = make_photos(out / "photos", FINETUNE, per_class, seed=1)
     print(f"made {len(PRETRAIN) * per_class} + {len(FINETUNE) * per_class} photos (48-160 px crops) in {out}")
 
-    quiet = ["--no-progress"] if args.quick else []
+    quiet = ["--no-progress"]  # log lines, not bars: the guide shows what this prints
     vitlab("train", "--out", out / "pretrain", *quiet, f"data.dataset={photos_a}", "model.name=vit_mnist", *SMALL_VIT,
            "data.image_size=32", "data.batch_size=32", f"schedule.epochs={pre_epochs}", "schedule.warmup_epochs=1",
            "optim.lr=1e-3")
