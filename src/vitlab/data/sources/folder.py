@@ -28,7 +28,7 @@ from ...utils.size import SizeLike, to_2tuple
 from ..base import Source, Strings, as_index
 from .arrays import ImageDataset
 from .cached import read_cached, write_cached
-from .images import guess_channels, image_extensions, image_to_array, load_image, unusable_reason
+from .images import cannot_read, guess_channels, image_extensions, image_to_array, load_image, unusable_reason
 
 PathLike = str | os.PathLike
 IN_MEMORY_SHARE = 0.10  # data.in_memory=auto: decoded images may take this share of the machine's memory
@@ -217,9 +217,9 @@ class FolderSource(Source):
         try:
             data = path.read_bytes()
         except OSError as e:
-            raise ValueError(f"cannot read image {path}: {e.strerror or e}") from e
+            raise cannot_read(path, str(e.strerror or e)) from e
         if not data:
-            raise ValueError(f"cannot read image {path}: the file is empty")
+            raise cannot_read(path, "the file is empty")
         return data
 
     def subset(self, indices: Sequence[int] | Tensor | np.ndarray) -> FolderSource:

@@ -40,7 +40,7 @@ from torch import Tensor
 from ...errors import NoTestSplitError, require
 from ..base import SPLIT_DIRS, Source, as_index
 from .folder import report_or_raise
-from .images import guess_channels
+from .images import cannot_read, guess_channels
 
 PathLike = str | os.PathLike
 PREFIX = "hf:"
@@ -200,9 +200,9 @@ class HFSource(Source):
             try:
                 data = Path(cell["path"]).read_bytes()
             except OSError as e:
-                raise ValueError(f"cannot read image {self.name(i)} ({cell['path']}): {e.strerror or e}") from e
+                raise cannot_read(f"{self.name(i)} ({cell['path']})", str(e.strerror or e)) from e
         if not data:
-            raise ValueError(f"cannot read image {self.name(i)}: the row has no image")
+            raise cannot_read(self.name(i), "the row has no image")
         return data
 
     def subset(self, indices: Sequence[int] | Tensor | np.ndarray) -> HFSource:
