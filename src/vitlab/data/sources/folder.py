@@ -310,3 +310,16 @@ def decide_in_memory(setting: bool | str, n_images: int, size: tuple[int, int] |
                   f"{'<=' if fits else '>'} {budget / 1e9:.2f} GB ({IN_MEMORY_SHARE:.0%} of {physical_memory() / 2**30:.0f} GiB "
                   f"RAM{f' / {procs} processes' if procs > 1 else ''}): "
                   f"{'decoded into memory' if fits else 'read lazily from disk by worker processes'}")
+
+
+def open_folder(root: Path, size: SizeLike | None, on_error: Literal["skip", "raise"], cache: PathLike | None,
+                in_memory: bool | str, report: bool = True) -> tuple[Source, str, FolderSource]:
+    """An image folder, lazy or decoded into memory, the line saying which and why, and the folder's index
+    (the lazy source itself, or the same files read lazily beside the decoded ones)."""
+    hw = None if size is None else to_2tuple(size)
+    lazy = open_folder_lazy(root, on_error, cache=cache, report=False)
+    keep, why = decide_in_memory(in_memory, len(lazy), hw)
+    if keep:  # decoding finds the files a scan cannot (corrupt, truncated) and reports them all together
+        return load_image_folder(root, hw, on_error, cache=cache, report=report), why, lazy
+    report_or_raise(root, lazy.skipped, on_error, report)
+    return lazy, why, lazy
