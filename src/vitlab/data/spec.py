@@ -189,6 +189,10 @@ def _is_file(suffix: str) -> Callable[[str], bool]:
     return lambda text: Path(text).expanduser().is_file() and Path(text).suffix.lower() == suffix
 
 
+def _dir_with(found: Callable[[Path], object]) -> Callable[[str], bool]:
+    return lambda text: Path(text).expanduser().is_dir() and found(Path(text).expanduser()) is not None
+
+
 def _open_folder(spec: DatasetSpec, split: str, o: ReadOptions) -> Source:
     return spec.open_folder(split, o)[0]  # type: ignore[index]
 
@@ -201,18 +205,16 @@ def _open_hf(spec: DatasetSpec, split: str, o: ReadOptions) -> Source:
 NAMED = Kind("named", lambda text: named_key(text) is not None,
              lambda spec, split, o: open_named(spec.target, split, o.data_dir),
              lambda spec: True, lambda spec: spec.text)
-SHARDS = Kind("shards", is_shard_spec, lambda spec, split, o: open_shards(spec.body, split, o.on_error, o.cache, o.report),
+SHARDS = Kind("shards", is_shard_spec,
+              lambda spec, split, o: open_shards(spec.body, split, o.on_error, o.cache, o.report),
               lambda spec: shard_split(spec.body, "test") is not None, _path_canonical, ("wds:", "shards:"))
 HF = Kind("hf", lambda text: is_hf_table(Path(text).expanduser()), _open_hf,
           lambda spec: pick_split(spec.hf_splits(), "test") is not None, _hf_canonical, (HF_PREFIX,))
 NPZ = Kind("npz", _is_file(".npz"), lambda spec, split, o: load_npz(spec.path, split),
            lambda spec: npz_has_test(spec.path), _path_canonical)
-IDX = Kind("idx", lambda text: Path(text).expanduser().is_dir() and find_idx(Path(text).expanduser(), "train",
-                                                                               "images") is not None,
-           lambda spec, split, o: load_idx(spec.path, split),
+IDX = Kind("idx", _dir_with(lambda p: find_idx(p, "train", "images")), lambda spec, split, o: load_idx(spec.path, split),
            lambda spec: find_idx(spec.path, "test", "images") is not None, _path_canonical)
-CIFAR = Kind("cifar", lambda text: Path(text).expanduser().is_dir() and cifar_layout(Path(text).expanduser()) is not None,
-             lambda spec, split, o: load_cifar_binary(spec.path, split),
+CIFAR = Kind("cifar", _dir_with(cifar_layout), lambda spec, split, o: load_cifar_binary(spec.path, split),
              lambda spec: cifar_has_test(spec.path), _path_canonical)
 FOLDER = Kind("folder", lambda text: True, _open_folder, lambda spec: _split_folder(spec.path, "test") is not None,
               _path_canonical, ("folder:",))
