@@ -29,7 +29,7 @@ from ..utils.size import SizeLike
 from .base import SPLIT_DIRS, Source
 from .sources.arrays import (NAMED_DATASETS, check_split, cifar_has_test, cifar_layout, find_idx, load_cifar_binary,
                              load_idx, load_npz, named_key, npz_has_test, open_named)
-from .sources.folder import open_folder
+from .sources.folder import FolderSource, open_folder
 from .sources.hf import PREFIX as HF_PREFIX
 from .sources.hf import hf_query, is_hf_table, load_hf_splits, open_hf, parse_hf_spec, pick_split
 from .sources.shards import is_shard_spec, open_shards, shard_split
@@ -125,7 +125,7 @@ class DatasetSpec:
                 "so evaluate the run directory (`vitlab eval RUN`), or pass --split train")
         return self.kind.open(self, split, options)
 
-    def open_folder(self, split: str, options: ReadOptions) -> tuple[Source, str, Any] | None:
+    def open_folder(self, split: str, options: ReadOptions) -> tuple[Source, str, FolderSource] | None:
         """For an image folder: (source, the line saying whether it was decoded into memory and why, its files
         read lazily); None for every other kind."""
         if self.kind is not FOLDER:
