@@ -202,16 +202,16 @@ def _data(args: argparse.Namespace) -> int:
 def _pack(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .data import has_test_split, open_dataset
+    from .data import DatasetSpec, open_dataset
     from .data.pack import pack, parse_shard_size
 
     if len(args.spec) != 3:
         raise ValueError("usage: vitlab data pack SRC OUT --shard-size N (samples a shard) or SIZE (e.g. 500MB)")
     if not args.shard_size:
         raise ValueError("vitlab data pack needs --shard-size: samples a shard (e.g. 1000) or bytes (e.g. 500MB)")
-    src, out = args.spec[1], Path(args.spec[2])
+    src, out = DatasetSpec.parse(args.spec[1]), Path(args.spec[2])
     size = parse_shard_size(args.shard_size)
-    both = args.split is None and has_test_split(src, args.data_dir)  # a split source keeps its splits: OUT/train, OUT/test
+    both = args.split is None and src.has_test_split()  # a split source keeps its splits: OUT/train, OUT/test
     for split in ("train", "test") if both else (args.split or "train",):
         ds = open_dataset(src, split, args.data_dir, on_error=args.on_error, cache=args.cache, in_memory=False)
         dest = out / split if both else out

@@ -11,7 +11,7 @@ import torch
 from tqdm import tqdm
 
 from ..data.pipeline import materialize
-from ..data.sources import open_dataset
+from ..data import open_dataset
 from ..data.transforms import EvalTransform
 from ..models.vit import VisionTransformer
 from .attention import attention_pass, attention_rollout, mean_attention_distance

@@ -2,11 +2,13 @@
 
 base.py       Source: len, labels (int64), classes, skipped files, paths; in memory (``images`` uint8 N,C,H,W)
               or encoded (``read_bytes(i)``, ``name(i)``); Strings (compact path lists for forked workers)
-sources/      one module per kind, and open_dataset(spec, split, data_dir, size, on_error, cache, in_memory)
+spec.py       DatasetSpec: the user's dataset string parsed once (named set, .npz, IDX, CIFAR, image folder, tar
+              shards, Hugging Face table; prefixes folder:, wds:/shards:, hf:); open_dataset, has_test_split
+sources/      one module per kind
     arrays.py   in memory: IDX (MNIST, Fashion-MNIST), CIFAR binary, arrays / .npz, digits, mnist5k (ImageDataset)
     folder.py   image folders: FolderSource (lazy, cached index) or load_image_folder (decoded into memory);
                 decide_in_memory (data.in_memory=auto: decoded when it takes <= 10% of RAM)
-    images.py   one image file with Pillow: decode_image, load_image, image_to_array, find_images
+    images.py   the one image reader (open_image, open_upright, decode_image), load_image, image_to_array, find_images
     shards.py   WebDataset tar shards (ShardSource): random access by a per-sample index of the tar headers
     hf.py       Hugging Face datasets tables (HFSource): saved to disk, parquet/arrow directories, imagefolder
 pack.py       `vitlab data pack`: any source written as WebDataset tar shards with a dataset.json index
@@ -35,7 +37,6 @@ from .sources import (
     decode_image,
     describe_dataset,
     find_images,
-    has_test_split,
     image_extensions,
     image_to_array,
     load_arrays,
@@ -46,7 +47,6 @@ from .sources import (
     load_image_folder,
     load_mnist5k,
     load_npz,
-    open_dataset,
     read_idx,
     search_dirs,
     FolderSource,
@@ -55,10 +55,12 @@ from .sources import (
     open_folder,
 )
 from .preprocess import Preprocess
+from .spec import DatasetSpec, has_test_split, open_dataset
 from .transforms import NORMALIZE, EvalTransform, Mixup, TrainTransform, get_normalize, smooth_one_hot
 
 __all__ = [
     "DIGIT_CLASSES",
+    "DatasetSpec",
     "FASHION_MNIST_CLASSES",
     "NORMALIZE",
     "EvalTransform",

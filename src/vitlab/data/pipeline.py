@@ -26,7 +26,7 @@ from typing import Any, Iterator, Literal
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
@@ -34,7 +34,7 @@ from .base import Source
 from .sampler import BatchSchedule, MicroBatch, epoch_order, sample_seed
 from .sources.arrays import ImageDataset
 from .preprocess import Preprocess
-from .sources.images import UNREADABLE, to_l_or_rgb, unreadable
+from .sources.images import open_upright, reading, to_l_or_rgb
 from .transforms import EvalTransform, crop_boxes, crop_draws
 
 Skipped = list[tuple[str, str]]
@@ -59,36 +59,15 @@ class CropSpec:
 
 
 # ------------------------------------------------------------------------------------------- one sample
-def _open(data: bytes, name: str) -> Image.Image:
-    """Open encoded bytes without decoding them; refuse canvases over Pillow's pixel limit from the header."""
-    try:
-        im = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError as e:
-        raise ValueError(f"cannot read image {name}: refused as a possible decompression bomb ({e})") from e
-    except UNREADABLE as e:
-        raise unreadable(name, e) from e
-    w, h = im.size
-    if Image.MAX_IMAGE_PIXELS and w * h > Image.MAX_IMAGE_PIXELS:
-        raise ValueError(f"cannot read image {name}: {w}x{h} pixels, refused as a possible decompression bomb "
-                         f"(PIL.Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS:,})")
-    return im
-
-
 def _finish(im: Image.Image) -> np.ndarray:
     arr = np.asarray(im, dtype=np.uint8)
     return arr[:, :, None] if arr.ndim == 2 else arr
 
 
 def open_oriented(data: bytes, name: str) -> tuple[Image.Image, bool]:
-    """The image as stored, not decoded yet when its EXIF orientation is upright (the flag says so: only
-    then may it be decoded at reduced size); a rotated one comes decoded and turned upright."""
-    im = _open(data, name)
-    try:
-        if im.getexif().get(0x0112, 1) == 1:
-            return im, True
-        return ImageOps.exif_transpose(im), False
-    except UNREADABLE as e:
-        raise unreadable(name, e) from e
+    """Encoded bytes through the one image reader (sources.images.open_upright): the image as stored, not
+    decoded yet when it is upright (the flag), else decoded and turned upright."""
+    return open_upright(io.BytesIO(data), name)
 
 
 def crop_resize(im: Image.Image, upright: bool, box: Tensor, flip: bool, channels: int, spec: CropSpec,
@@ -98,14 +77,12 @@ def crop_resize(im: Image.Image, upright: bool, box: Tensor, flip: bool, channel
     top, left, ch, cw = box.tolist()
     oh, ow = spec.size
     w, h = im.size
-    try:
+    with reading(name):
         if spec.draft and upright and im.format == "JPEG":
             im.draft(None, (math.ceil(w * ow / cw), math.ceil(h * oh / ch)))
         sx, sy = im.size[0] / w, im.size[1] / h
         im = to_l_or_rgb(im, channels)
         im = im.resize((ow, oh), Image.Resampling.BILINEAR, box=(left * sx, top * sy, (left + cw) * sx, (top + ch) * sy))
-    except UNREADABLE as e:
-        raise unreadable(name, e) from e
     if flip:
         im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     return _finish(im)
@@ -128,13 +105,9 @@ def decode_crop(data: bytes, name: str, channels: int, spec: CropSpec, gen: torc
 def decode_preprocess(data: bytes, name: str, channels: int, preprocess: Preprocess) -> np.ndarray:
     """One evaluation sample: the image (EXIF orientation applied) in `channels` channels, through the model's
     test-time Preprocess (what `vitlab predict` does to a file), (H, W, C) uint8 at its img_size."""
-    im = _open(data, name)
-    try:
-        if im.getexif().get(0x0112, 1) != 1:
-            im = ImageOps.exif_transpose(im)
+    im, _ = open_oriented(data, name)
+    with reading(name):
         return _finish(preprocess.resize_pil(to_l_or_rgb(im, channels)))
-    except UNREADABLE as e:
-        raise unreadable(name, e) from e
 
 
 # -------------------------------------------------------------------------------- readers (in workers)

@@ -20,8 +20,8 @@ import torch
 from ..utils.io import atomic_write
 from .base import Source
 from .holdout import holdout_mask
-from .sources import canonical_spec, has_test_split, open_dataset, open_dataset_path, open_folder
 from .sources.folder import FolderSource
+from .spec import DatasetSpec, ReadOptions
 
 PathLike = str | os.PathLike
 SPLIT_FILE = "split.json"
@@ -42,7 +42,7 @@ class RunData:
 
 
 def open_run_data(
-    spec: str,
+    spec: str | DatasetSpec,
     run_dir: PathLike,
     test_fraction: float = 0.2,
     seed: int = 0,
@@ -58,15 +58,16 @@ def open_run_data(
     `size`, `on_error`, `cache`, `in_memory` apply to image folders (see vitlab.data.sources.open_folder).
     The test images of a folder are always read from their files (lazily), whether or not the training
     images are decoded into memory: evaluated the way `vitlab predict` reads an image."""
-    opts = {"size": size, "on_error": on_error, "cache": cache}
-    if has_test_split(spec, data_dir):
-        train, how, _ = _open(spec, "train", data_dir, opts, in_memory)
+    spec = DatasetSpec.parse(spec)
+    opts = ReadOptions(data_dir, size, on_error, cache, in_memory)
+    if spec.has_test_split():
+        train, how, _ = _open(spec, "train", opts)
         if cache not in (None, "auto"):  # one cache file per folder ("auto" names them by folder already)
-            opts["cache"] = Path(cache).with_name(Path(cache).stem + "-test.npz")
-        test = open_dataset(spec, "test", data_dir, **opts, in_memory=False)
+            cache = Path(cache).with_name(Path(cache).stem + "-test.npz")
+        test = spec.open("test", ReadOptions(data_dir, size, on_error, cache, in_memory=False))
         return RunData(train, test, False,
                        [f"test set: the source's own test split ({len(test)} images)", *how, *_resize_note(train, size)])
-    full, how, files = _open(spec, "train", data_dir, opts, in_memory)
+    full, how, files = _open(spec, "train", opts)
     path = Path(run_dir) / SPLIT_FILE
     if path.is_file():
         saved = read_split(path)
@@ -94,14 +95,13 @@ def _from_files(full: Source, mask: torch.Tensor, files: FolderSource | None) ->
     return files.subset([i for i, p in enumerate(files.paths) if p in held])
 
 
-def _open(spec: str, split: str, data_dir: PathLike | None, opts: dict[str, Any],
-          in_memory: bool | str) -> tuple[Source, list[str], FolderSource | None]:
-    """open_dataset, and for an image folder the line saying whether it was decoded into memory and why,
-    and its files read lazily (FolderSource)."""
-    root = open_dataset_path(spec, split, data_dir)
-    if root is None:
-        return open_dataset(spec, split, data_dir, **opts), [], None
-    src, why, files = open_folder(root, opts["size"], opts["on_error"], opts["cache"], in_memory)
+def _open(spec: DatasetSpec, split: str, opts: ReadOptions) -> tuple[Source, list[str], FolderSource | None]:
+    """The source at `split`, and for an image folder the line saying whether it was decoded into memory and
+    why, and its files read lazily (FolderSource)."""
+    folder = spec.open_folder(split, opts)
+    if folder is None:
+        return spec.open(split, opts), [], None
+    src, why, files = folder
     return src, [f"images: {why}"], files
 
 
@@ -114,12 +114,12 @@ def _resize_note(ds: Source, size: Any) -> list[str]:
     return [f"images: each resized to {h}x{w} (bicubic, aspect ratio not kept; {why})"]
 
 
-def write_split(path: Path, spec: str, full: Source, mask: torch.Tensor, fraction: float, seed: int,
+def write_split(path: Path, spec: DatasetSpec, full: Source, mask: torch.Tensor, fraction: float, seed: int,
                 data_dir: PathLike | None, size: Any, on_error: str) -> None:
     """RUN/split.json: the source, how it was read, and which of its images are held out."""
     rows = mask.nonzero().flatten().tolist()
     record: dict[str, Any] = {
-        "source": canonical_spec(spec), **_read_settings(full, data_dir, on_error),
+        "source": spec.canonical, **_read_settings(full, data_dir, on_error),
         "test_fraction": fraction, "seed": seed, "n_source": len(full), "n_test": len(rows),
     }
     if full.paths is not None:
@@ -173,8 +173,9 @@ def open_heldout(run_dir: PathLike, split: Literal["train", "test"] = "test") ->
     way the run evaluated them (files of a folder read lazily); returns (dataset, description for titles)."""
     path = Path(run_dir) / SPLIT_FILE
     saved = read_split(path)
-    full = open_dataset(saved["source"], "train", saved.get("data_dir"), on_error=saved.get("on_error", "skip"),
-                        in_memory=False)
+    full = DatasetSpec.parse(saved["source"]).open("train", ReadOptions(saved.get("data_dir"),
+                                                                         on_error=saved.get("on_error", "skip"),
+                                                                         in_memory=False))
     mask, missing = _saved_mask(full, saved, path)
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
@@ -200,8 +201,20 @@ def open_eval_data(ckpt: PathLike, data: str | None, split: Literal["train", "te
     `data` at `split` (an image folder's files read lazily, each preprocessed as `vitlab predict` would;
     vitlab.weights.runs.run_dataset names a run's data set)."""
     split_file = run_split_file(ckpt)
-    if split_file is not None and (data is None or canonical_spec(data) == read_split(split_file)["source"]):
+    spec = None if data is None else DatasetSpec.parse(data)
+    if split_file is not None and (spec is None or _same(spec, read_split(split_file)["source"])):
         return open_heldout(split_file.parent, split)
-    if data is None:
+    if spec is None:
         raise ValueError(f"pass --data: {ckpt} is not inside a training run directory that names its data set")
-    return open_dataset(data, split, data_dir, in_memory=False), f"{data} ({split})"
+    return spec.open(split, ReadOptions(data_dir, in_memory=False)), f"{data} ({split})"
+
+
+def _same(spec: DatasetSpec, recorded: str) -> bool:
+    """Whether `spec` names the data a run recorded (its canonical form, or what it parses to: the same
+    folder with or without a prefix); a recorded source that is gone is not the existing `spec`."""
+    if spec.canonical == recorded:
+        return True
+    try:
+        return spec == DatasetSpec.parse(recorded)
+    except (OSError, ValueError):
+        return False

@@ -38,7 +38,7 @@ from ..analysis import analyze, attention_pass, attention_rollout, plot_position
 from ..analysis.predict import class_names
 from ..utils.device import pick_device
 from ..data.pipeline import materialize
-from ..data.sources import ImageTooLargeError, decode_image, image_to_array, open_dataset
+from ..data import ImageTooLargeError, decode_image, image_to_array, open_dataset
 from ..data.transforms import EvalTransform
 from ..models.vit import VisionTransformer
 from ..weights.runs import CONFIG_FILE, FINAL_FILE

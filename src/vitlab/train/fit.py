@@ -10,13 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..data import Source
-from ..data.sources import NAMED_DATASETS
+from ..data import DatasetSpec, Source
 from ..models.registry import get_config
-
-
-def is_named(spec: str) -> bool:
-    return spec.lower().replace("-", "_") in NAMED_DATASETS
 
 
 def _mode(c: int) -> str:
@@ -27,13 +22,13 @@ def _registered_patch(name: str) -> int | None:
     return getattr(get_config(name), "patch_size", None)
 
 
-def fit_model_options(spec: str, ds: Source, options: dict[str, Any], model_name: str | None,
+def fit_model_options(spec: DatasetSpec, ds: Source, options: dict[str, Any], model_name: str | None,
                       size_key: str = "model.img_size") -> tuple[dict[str, Any], str | None]:
     """`options` (ViTConfig overrides from the recipe) completed from the data, and a line saying what was
     chosen (None for named data sets). `model_name` None: the architecture comes from a checkpoint, whose
     channel count is checked after loading (check_channels). `size_key`: the recipe key that set
     ``options["img_size"]``, named in that line."""
-    if is_named(spec):
+    if spec.named:
         return options, None
     out = dict(options)
     c, (h, w) = ds.channels, ds.image_size or (0, 0)
@@ -64,10 +59,10 @@ def fit_model_options(spec: str, ds: Source, options: dict[str, Any], model_name
     return out, "model: " + ", ".join(said)
 
 
-def check_channels(model_in_chans: int, ds: Source, spec: str, source: str) -> None:
+def check_channels(model_in_chans: int, ds: Source, spec: DatasetSpec, source: str) -> None:
     """An error naming both sides when a model (e.g. a pretrained checkpoint, `source`) expects another
     number of input channels than the data has; named data sets are converted as before."""
-    if not is_named(spec) and model_in_chans != ds.channels:
+    if not spec.named and model_in_chans != ds.channels:
         raise ValueError(f"{source} expects {model_in_chans}-channel ({_mode(model_in_chans)}) input but the data "
                          f"({spec}) is {_mode(ds.channels)}, {ds.channels} channel(s); use a checkpoint made for "
                          f"{_mode(ds.channels)} images or convert the images")

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data import Source, get_normalize, train_dev_split
+from ..data import DatasetSpec, Source, get_normalize, train_dev_split
 from ..data.splits import open_run_data
 from ..utils.eval_fields import CONFIG_FIELDS
 from .config import Config, model_options
@@ -22,6 +22,7 @@ class Data:
     eval_name: str  # "dev" or "test"
     test: Source  # read for the final result
     test_name: str  # "test", or what stands in for it when the source has no test split (data.test_fraction)
+    spec: DatasetSpec  # data.dataset, parsed once
     classes: list[str]
     notes: list[str] = field(default_factory=list)  # what was decided from the data, for the log
 
@@ -30,7 +31,8 @@ def load_data(cfg: Config, run_dir: Path, write: bool) -> Data:
     """Training images (``data.train_limit`` first ones), minus a ``data.dev_fraction`` dev split, and
     test (held out from the source and recorded in RUN/split.json when it has none; ``write``: rank 0)."""
     d = cfg.data
-    run = open_run_data(d.dataset, run_dir, d.test_fraction, cfg.train.seed, d.data_dir,
+    spec = DatasetSpec.parse(d.dataset)
+    run = open_run_data(spec, run_dir, d.test_fraction, cfg.train.seed, d.data_dir,
                         size=d.image_size or model_options(cfg).get("img_size"), on_error=d.on_error,
                         cache=d.cache, write=write, in_memory=d.in_memory)
     train, test, notes = run.train, run.test, list(run.notes)
@@ -38,8 +40,8 @@ def load_data(cfg: Config, run_dir: Path, write: bool) -> Data:
         train = train.subset(torch.arange(min(d.train_limit, len(train))))
     if d.dev_fraction > 0:
         train, dev = train_dev_split(train, d.dev_fraction, seed=cfg.train.seed)
-        return Data(train, dev, "dev", test, run.test_name, list(train.classes), notes)
-    return Data(train, test, "test", test, run.test_name, list(train.classes), notes)
+        return Data(train, dev, "dev", test, run.test_name, spec, list(train.classes), notes)
+    return Data(train, test, "test", test, run.test_name, spec, list(train.classes), notes)
 
 
 def build_run_model(cfg: Config, data: Data) -> nn.Module:
@@ -48,11 +50,11 @@ def build_run_model(cfg: Config, data: Data) -> nn.Module:
     options, size_key = model_options(cfg), "model.img_size"
     if cfg.data.image_size and "img_size" not in options and not data.train.in_memory:  # the size crops come out at
         options, size_key = {**options, "img_size": cfg.data.image_size}, "data.image_size"
-    options, note = fit_model_options(cfg.data.dataset, data.train, options, cfg.model.name, size_key)
+    options, note = fit_model_options(data.spec, data.train, options, cfg.model.name, size_key)
     if note:
         data.notes.append(note)
     model = build_model(cfg, data.classes, options)
-    check_channels(model.cfg.in_chans, data.train, cfg.data.dataset, cfg.model.weights or cfg.model.name)
+    check_channels(model.cfg.in_chans, data.train, data.spec, cfg.model.weights or cfg.model.name)
     return model
 
 

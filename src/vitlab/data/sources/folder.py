@@ -28,7 +28,7 @@ from ...utils.size import SizeLike, to_2tuple
 from ..base import Source, Strings, as_index
 from .arrays import ImageDataset
 from .cached import read_cached, write_cached
-from .images import guess_channels, image_extensions, image_to_array, load_image, unusable_reason
+from .images import cannot_read, guess_channels, image_extensions, image_to_array, load_image, unusable_reason
 
 PathLike = str | os.PathLike
 IN_MEMORY_SHARE = 0.10  # data.in_memory=auto: decoded images may take this share of the machine's memory
@@ -217,9 +217,9 @@ class FolderSource(Source):
         try:
             data = path.read_bytes()
         except OSError as e:
-            raise ValueError(f"cannot read image {path}: {e.strerror or e}") from e
+            raise cannot_read(path, str(e.strerror or e)) from e
         if not data:
-            raise ValueError(f"cannot read image {path}: the file is empty")
+            raise cannot_read(path, "the file is empty")
         return data
 
     def subset(self, indices: Sequence[int] | Tensor | np.ndarray) -> FolderSource:
@@ -310,3 +310,16 @@ def decide_in_memory(setting: bool | str, n_images: int, size: tuple[int, int] |
                   f"{'<=' if fits else '>'} {budget / 1e9:.2f} GB ({IN_MEMORY_SHARE:.0%} of {physical_memory() / 2**30:.0f} GiB "
                   f"RAM{f' / {procs} processes' if procs > 1 else ''}): "
                   f"{'decoded into memory' if fits else 'read lazily from disk by worker processes'}")
+
+
+def open_folder(root: Path, size: SizeLike | None, on_error: Literal["skip", "raise"], cache: PathLike | None,
+                in_memory: bool | str, report: bool = True) -> tuple[Source, str, FolderSource]:
+    """An image folder, lazy or decoded into memory, the line saying which and why, and the folder's index
+    (the lazy source itself, or the same files read lazily beside the decoded ones)."""
+    hw = None if size is None else to_2tuple(size)
+    lazy = open_folder_lazy(root, on_error, cache=cache, report=False)
+    keep, why = decide_in_memory(in_memory, len(lazy), hw)
+    if keep:  # decoding finds the files a scan cannot (corrupt, truncated) and reports them all together
+        return load_image_folder(root, hw, on_error, cache=cache, report=report), why, lazy
+    report_or_raise(root, lazy.skipped, on_error, report)
+    return lazy, why, lazy

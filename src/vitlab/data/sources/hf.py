@@ -40,7 +40,7 @@ from torch import Tensor
 from ...errors import NoTestSplitError, require
 from ..base import SPLIT_DIRS, Source, as_index
 from .folder import report_or_raise
-from .images import guess_channels
+from .images import cannot_read, guess_channels
 
 PathLike = str | os.PathLike
 PREFIX = "hf:"
@@ -69,37 +69,33 @@ def _table_files(path: Path) -> tuple[str, dict[str, list[str]]] | None:
     return None
 
 
-def is_hf_spec(spec: str) -> bool:
-    """Whether `spec` names a Hugging Face table: ``hf:...``, a saved dataset or a parquet/arrow directory."""
-    if spec.startswith(PREFIX):
-        return True
-    path = Path(spec).expanduser()
+def is_hf_table(path: Path) -> bool:
+    """Whether `path` is a Hugging Face table without a prefix: a saved dataset or a parquet/arrow directory."""
     return path.is_dir() and (_saved(path) or _table_files(path) is not None)
 
 
-def parse_hf_spec(spec: str) -> tuple[Path, dict[str, str]]:
-    """(directory, column choices) of an HF spec; a name that is not a local directory is an error."""
-    body = spec[len(PREFIX):] if spec.startswith(PREFIX) else spec
+def parse_hf_spec(body: str) -> tuple[Path, dict[str, str]]:
+    """(directory, column choices) of an HF spec (``DIR?image=COL&label=COL``, without ``hf:``); a name that
+    is not a local directory is an error."""
     body, _, query = body.partition("?")
     cols = dict(parse_qsl(query, strict_parsing=bool(query)))
     unknown = set(cols) - {"image", "label"}
     if unknown:
-        raise ValueError(f"{spec}: unknown option(s) {', '.join(sorted(unknown))}; use ?image=COLUMN&label=COLUMN")
+        raise ValueError(f"{body}: unknown option(s) {', '.join(sorted(unknown))}; use ?image=COLUMN&label=COLUMN")
     path = Path(body).expanduser()
     if not path.is_dir():
         raise FileNotFoundError(
-            f"{spec}: no directory {path}; vitlab downloads nothing at run time. For a dataset on the Hugging Face "
-            f"hub, save it once where there is network (python -c \"import datasets; datasets.load_dataset("
+            f"{PREFIX}{body}: no directory {path}; vitlab downloads nothing at run time. For a dataset on the Hugging "
+            f"Face hub, save it once where there is network (python -c \"import datasets; datasets.load_dataset("
             f"'{body}').save_to_disk('DIR')\", or huggingface-cli download {body} --repo-type dataset --local-dir "
             "DIR) and pass hf:DIR")
     return path, cols
 
 
-def canonical_hf_spec(spec: str) -> str:
-    """The spec with an absolute directory (how RUN/split.json records it)."""
-    path, cols = parse_hf_spec(spec)
+def hf_query(cols: dict[str, str]) -> str:
+    """The column choices as the spec writes them (``?image=COL&label=COL``, or nothing)."""
     query = "&".join(f"{k}={v}" for k, v in cols.items())
-    return PREFIX + str(path.resolve()) + (f"?{query}" if query else "")
+    return f"?{query}" if query else ""
 
 
 def _datasets() -> Any:
@@ -120,14 +116,9 @@ def load_hf_splits(path: Path) -> dict[str, Any]:
     return {"train": loaded} if isinstance(loaded, ds.Dataset) else dict(loaded)
 
 
-def _pick_split(splits: dict[str, Any], split: str) -> str | None:
+def pick_split(splits: dict[str, Any], split: str) -> str | None:
     """The table's split that stands for `split` (train; test, else validation, valid, val), or None."""
     return next((s for s in SPLIT_DIRS[split] if s in splits), None)
-
-
-def has_hf_test_split(spec: str) -> bool:
-    """Whether the table has a test (or validation, valid, val) split."""
-    return _pick_split(load_hf_splits(parse_hf_spec(spec)[0]), "test") is not None
 
 
 def _columns(table: Any, cols: dict[str, str], where: str) -> tuple[str, str]:
@@ -200,9 +191,9 @@ class HFSource(Source):
             try:
                 data = Path(cell["path"]).read_bytes()
             except OSError as e:
-                raise ValueError(f"cannot read image {self.name(i)} ({cell['path']}): {e.strerror or e}") from e
+                raise cannot_read(f"{self.name(i)} ({cell['path']})", str(e.strerror or e)) from e
         if not data:
-            raise ValueError(f"cannot read image {self.name(i)}: the row has no image")
+            raise cannot_read(self.name(i), "the row has no image")
         return data
 
     def subset(self, indices: Sequence[int] | Tensor | np.ndarray) -> HFSource:
@@ -214,15 +205,14 @@ class HFSource(Source):
         return f"HFSource({len(self)} rows of {self.where}, {self.num_classes} classes, read lazily)"
 
 
-def open_hf(spec: str, split: str = "train", on_error: Literal["skip", "raise"] = "skip",
-            report: bool = True) -> HFSource:
-    """The rows of `split` of the table `spec` names (see the module docstring); unlabelled rows are reported
-    (when `report`) or raise, with on_error="raise"."""
-    path, cols = parse_hf_spec(spec)
-    splits = load_hf_splits(path)
-    name = _pick_split(splits, split)
+def open_hf(path: Path, cols: dict[str, str], splits: dict[str, Any], split: str = "train",
+            on_error: Literal["skip", "raise"] = "skip", report: bool = True) -> HFSource:
+    """The rows of `split` of the table at `path` (its `splits`, from load_hf_splits; `cols`, the column
+    choices of the spec, see the module docstring); unlabelled rows are reported (when `report`) or raise,
+    with on_error="raise"."""
+    name = pick_split(splits, split)
     if name is None:
-        raise NoTestSplitError(f"{spec} has no {split} split (it has: {', '.join(splits)}); vitlab train holds out "
+        raise NoTestSplitError(f"{path} has no {split} split (it has: {', '.join(splits)}); vitlab train holds out "
                                "data.test_fraction of the training rows instead")
     table, where = splits[name], f"{path}:{name}"
     image, label = _columns(table, cols, where)

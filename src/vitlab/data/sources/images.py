@@ -1,11 +1,13 @@
-"""Reading image files with Pillow: what it opens, why a file is unusable, decoding (EXIF orientation applied,
-decompression bombs refused from the header) and any PIL mode to a uint8 array."""
+"""Reading image files with Pillow: what it opens, why a file is unusable, the one image reader (open_image /
+open_upright / decode_image: one pixel limit, one EXIF orientation rule, one error wording) and any PIL mode
+to a uint8 array."""
 from __future__ import annotations
 
 import os
 import stat
 from pathlib import Path
-from typing import BinaryIO, Callable, Sequence
+from contextlib import contextmanager
+from typing import BinaryIO, Callable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -46,47 +48,26 @@ def unusable_reason(path: PathLike) -> str | None:
 
 
 def load_image(path: PathLike) -> Image.Image:
-    """Open and fully decode one image file, so truncated files fail here with a message naming them.
-
-    The file is closed on return (no handle leaks over large folders; animated GIFs give their first
-    frame) and an EXIF orientation tag is applied, so phone photos come out upright. Images with more
-    pixels than ``PIL.Image.MAX_IMAGE_PIXELS`` (Pillow's decompression-bomb limit, ~89 megapixels) are
-    refused before decoding; raise that limit to read such files on purpose."""
+    """Open and fully decode one image file (decode_image), so truncated files fail here with a message
+    naming them; the file is closed on return (no handle leaks over large folders)."""
     path = Path(path)
     if not path.exists() and not path.is_symlink():
         raise FileNotFoundError(f"image file not found: {path}")
     why = unusable_reason(path)
     if why is not None:
-        raise ValueError(f"cannot read image {path}: {why}")
+        raise cannot_read(path, why)
     try:
         with open(path, "rb") as f:
-            return decode_image(f, str(path), max_pixels=Image.MAX_IMAGE_PIXELS)
+            return decode_image(f, str(path))
     except PermissionError as e:
-        raise ValueError(f"cannot read image {path}: permission denied ({e.strerror or e})") from e
+        raise cannot_read(path, f"permission denied ({e.strerror or e})") from e
 
 
-def decode_image(fp: BinaryIO, name: str, max_pixels: int | None = None) -> Image.Image:
-    """Fully decode an image from an open binary stream (a file, uploaded bytes in a BytesIO).
-
-    ``max_pixels`` refuses larger images from their header alone, before any pixel is decoded, so a
-    small file that declares a huge canvas (a decompression bomb) costs nothing; raises
-    ImageTooLargeError then. Unreadable or truncated data raise ValueError naming ``name``."""
-    try:
-        with Image.open(fp) as im:
-            w, h = im.size
-            if max_pixels is not None and w * h > max_pixels:
-                raise ImageTooLargeError(f"image {name} is {w}x{h} = {w * h:,} pixels, refused as a possible "
-                                         f"decompression bomb; the limit is {max_pixels:,} (PIL.Image.MAX_IMAGE_PIXELS "
-                                         "for files: raise it if the file is trusted)")
-            im.load()
-            img = ImageOps.exif_transpose(im) if im.getexif().get(0x0112, 1) != 1 else im.copy()
-    except ImageTooLargeError:
-        raise
-    except Image.DecompressionBombError as e:
-        raise ImageTooLargeError(f"image {name} refused as a possible decompression bomb ({e})") from e
-    except UNREADABLE as e:
-        raise unreadable(name, e) from e
-    return img
+# The one image reader: every caller (folders decoded into memory, the pipeline's workers, predict, serve)
+# opens encoded data with open_image, turns it upright with open_upright and maps Pillow's errors with reading.
+def cannot_read(name: object, why: str, error: type[ValueError] = ValueError) -> ValueError:
+    """The error for an image that cannot be read, in the one wording every source and reader uses."""
+    return error(f"cannot read image {name}: {why}")
 
 
 UNREADABLE = (UnidentifiedImageError, OSError, SyntaxError, ValueError)  # what Pillow raises for bad image data
@@ -96,9 +77,65 @@ def unreadable(name: str, e: Exception) -> ValueError:
     """The error for image ``name`` that Pillow could not read (``e``, one of UNREADABLE), in words: Pillow's
     own text for data it cannot identify names a file object (``<_io.BytesIO object at 0x...>``)."""
     if isinstance(e, UnidentifiedImageError):
-        return ValueError(f"cannot read image {name}: not a recognised image format (PNG, JPEG, WebP, GIF, BMP, "
-                          "TIFF, ...)")
-    return ValueError(f"cannot read image {name}: corrupt or truncated ({e})")
+        return cannot_read(name, "not a recognised image format (PNG, JPEG, WebP, GIF, BMP, TIFF, ...)")
+    return cannot_read(name, f"corrupt or truncated ({e})")
+
+
+@contextmanager
+def reading(name: str) -> Iterator[None]:
+    """Pillow's errors inside the block as vitlab's: a decompression bomb as ImageTooLargeError, bad data as
+    the ValueError of `unreadable`."""
+    try:
+        yield
+    except ImageTooLargeError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise cannot_read(name, f"refused as a possible decompression bomb ({e})", ImageTooLargeError) from e
+    except UNREADABLE as e:
+        raise unreadable(name, e) from e
+
+
+def open_image(fp: BinaryIO, name: str, max_pixels: int | None = None) -> Image.Image:
+    """Open an image from a binary stream without decoding its pixels (Pillow decodes on first use).
+
+    Images with more pixels than ``max_pixels`` (default ``PIL.Image.MAX_IMAGE_PIXELS``, Pillow's
+    decompression-bomb limit, ~89 megapixels, read at each call so raising it takes effect) are refused from
+    the header alone, so a small file that declares a huge canvas costs nothing: ImageTooLargeError."""
+    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    with reading(name):
+        im = Image.open(fp)
+        w, h = im.size
+    if limit and w * h > limit:
+        im.close()
+        raise cannot_read(name, f"{w}x{h} = {w * h:,} pixels, refused as a possible decompression bomb; the limit is "
+                                f"{limit:,} (PIL.Image.MAX_IMAGE_PIXELS for files: raise it if the file is trusted)",
+                          ImageTooLargeError)
+    return im
+
+
+def open_upright(fp: BinaryIO, name: str, max_pixels: int | None = None) -> tuple[Image.Image, bool]:
+    """open_image, then the one orientation rule: an EXIF orientation tag other than 1 is applied (the image
+    comes back decoded and turned, flag False); an upright image comes back not decoded yet (flag True: only
+    then may a JPEG be decoded at reduced size), so phone photos always come out upright."""
+    im = open_image(fp, name, max_pixels)
+    with reading(name):
+        if im.getexif().get(0x0112, 1) == 1:
+            return im, True
+        return ImageOps.exif_transpose(im), False
+
+
+def decode_image(fp: BinaryIO, name: str, max_pixels: int | None = None) -> Image.Image:
+    """Fully decode an image from an open binary stream (a file, uploaded bytes in a BytesIO), upright, as a
+    standalone image (animated GIFs give their first frame): open_upright, then decode.
+
+    Unreadable or truncated data raise ValueError naming ``name``; too many pixels ImageTooLargeError."""
+    im, upright = open_upright(fp, name, max_pixels)
+    with reading(name):
+        if not upright:
+            return im
+        with im:
+            im.load()
+            return im.copy()
 
 
 def image_to_array(img: Image.Image, channels: int | None = None) -> np.ndarray:

@@ -60,7 +60,7 @@ from ...errors import NoTestSplitError
 from ..base import SPLIT_DIRS, Source, Strings, as_index
 from .cached import read_cached, write_cached
 from .folder import report_or_raise
-from .images import guess_channels, image_extensions
+from .images import cannot_read, guess_channels, image_extensions
 
 PathLike = str | os.PathLike
 INDEX_FILES = ("dataset.json", "classes.txt")  # class names beside the shards, in this order of preference
@@ -283,10 +283,10 @@ class ShardSource(Source):
         try:
             data = os.pread(self._fd(int(self.shard[i])), n, int(self.offset[i]))
         except OSError as e:
-            raise ValueError(f"cannot read image {self.name(i)}: {e.strerror or e}") from e
+            raise cannot_read(self.name(i), str(e.strerror or e)) from e
         if len(data) != n:
-            raise ValueError(f"cannot read image {self.name(i)}: the shard ends before the image does (changed since "
-                             "it was indexed?)")
+            raise cannot_read(self.name(i), "the shard ends before the image does (changed since it "
+                                            "was indexed?)")
         return data
 
     def _fd(self, s: int) -> int:
