@@ -1,7 +1,9 @@
 """A sharded checkpoint's index (.metadata, a pickle) is read into DCP's metadata classes only: a real index
 reads back, and an index naming any other callable is refused before anything is called, including
 callables inside torch that load or run code and dotted paths through the modules DCP's classes live in."""
+import io
 import json
+import pickle
 import warnings
 from pathlib import Path
 
@@ -74,4 +76,31 @@ def test_an_index_naming_another_callable_is_refused_before_it_is_called(tmp_pat
     for read in (lambda: safe_reader(path).read_metadata(), lambda: read_sharded(path)):
         with pytest.raises(CheckpointError, match=refused):
             read()
+    assert not marker.exists()
+
+
+def test_enum_members_pickled_by_getattr_read_and_other_attributes_are_refused(tmp_path):
+    """Some Pythons (Debian's 3.11.2) pickle an enum member as getattr(EnumClass, "NAME"): that reads; a getattr
+    reaching anything else (a method that would then be called) is refused before it is called."""
+    from torch.distributed.checkpoint.metadata import _MEM_FORMAT_ENCODING
+
+    def getattr_pickle(cls_module: str, cls_name: str, attr: str, call_with: tuple = ()) -> bytes:
+        body = (pickle.PROTO + bytes([4]) + pickle.GLOBAL + b"builtins\ngetattr\n"
+                + pickle.GLOBAL + f"{cls_module}\n{cls_name}\n".encode()
+                + pickle.SHORT_BINUNICODE + bytes([len(attr)]) + attr.encode() + pickle.TUPLE2 + pickle.REDUCE)
+        if call_with:
+            body += pickle.MARK + b"".join(pickle.SHORT_BINUNICODE + bytes([len(a)]) + a.encode()
+                                           for a in call_with) + pickle.TUPLE + pickle.REDUCE
+        return body + pickle.STOP
+
+    from vitlab.weights.sharded import _IndexUnpickler
+
+    member = getattr_pickle("torch.distributed.checkpoint.metadata", "_MEM_FORMAT_ENCODING", "TORCH_CONTIGUOUS_FORMAT")
+    assert _IndexUnpickler(io.BytesIO(member)).load() is _MEM_FORMAT_ENCODING.TORCH_CONTIGUOUS_FORMAT
+    marker = tmp_path / "ran"
+    path = _saved(tmp_path / "step_3.dcp", {"model": {"w": torch.ones(2)}})
+    for attr, args in (("mkdir", (str(marker),)), ("__init__", ())):
+        (path / INDEX).write_bytes(getattr_pickle("pathlib", "PosixPath", attr, args))
+        with pytest.raises(CheckpointError, match=rf"getattr\(PosixPath, '{attr}'\).*not an enum member"):
+            safe_reader(path).read_metadata()
     assert not marker.exists()

@@ -13,6 +13,7 @@ meta.json), and the tensors themselves are read by DCP with ``weights_only=True`
 """
 from __future__ import annotations
 
+import enum
 import functools
 import json
 import os
@@ -39,11 +40,22 @@ _INDEX_GLOBALS = {(_METADATA, n) for n in ("Metadata", "MetadataIndex", "Storage
     ("torch.serialization", "_get_layout"), ("pathlib", "PosixPath")}
 
 
+def _enum_member(cls: Any, name: str) -> enum.Enum:
+    """``getattr`` as some Python versions pickle an enum member (``getattr(EnumClass, "NAME")``; Debian's
+    3.11.2 does, 3.11.7 does not): only a member of an enum the index may name, never another attribute."""
+    if isinstance(cls, type) and issubclass(cls, enum.Enum) and isinstance(name, str) and name in cls.__members__:
+        return cls[name]
+    raise pickle.UnpicklingError(f"the index asks for getattr({getattr(cls, '__name__', type(cls).__name__)}, "
+                                 f"{name!r}), which is not an enum member")
+
+
 class _IndexUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         dtype = module == "torch" and "." not in name and isinstance(getattr(torch, name, None), torch.dtype)
         if (module, name) in _INDEX_GLOBALS or dtype:
             return super().find_class(module, name)
+        if (module, name) == ("builtins", "getattr"):
+            return _enum_member
         raise pickle.UnpicklingError(f"the index asks for {module}.{name}")
 
 
