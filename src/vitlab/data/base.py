@@ -8,6 +8,8 @@ per-sample pipeline decodes in DataLoader workers.
 """
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import ClassVar, Iterator, Sequence
 
 import numpy as np
@@ -63,15 +65,18 @@ def as_index(indices: Sequence[int] | Tensor | np.ndarray) -> Tensor:
 
 
 class Source:
-    """Base of every source: labels (int64 tensor), class names, skipped files, optional sample names.
-
-    Subclasses set ``in_memory``; in-memory ones have ``images`` (uint8 N, C, H, W), encoded ones
-    ``read_bytes(i)`` and ``name(i)``."""
+    """Base of every source: labels (int64 tensor), class names, skipped files, and what the rest of vitlab
+    reads of every source: ``channels``, ``image_size`` (the size all images share; None when each keeps its
+    own), ``paths`` (a stable name per sample, by which a held-out split is saved; None: saved by row).
+    A source is one of the two kinds below (InMemorySource, EncodedSource); ``in_memory`` says which."""
 
     in_memory: ClassVar[bool]
     labels: Tensor
     classes: list[str]
     skipped: list[tuple[str, str]]
+    channels: int
+    image_size: tuple[int, int] | None
+    paths: Sequence[str] | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -96,3 +101,60 @@ class Source:
                 f"labels span [{int(self.labels.min())}, {int(self.labels.max())}] but there are "
                 f"{len(self.classes)} classes; pass the full class list"
             )
+
+
+class InMemorySource(Source):
+    """Decoded images held in memory, ``images`` uint8 (N, C, H, W): gathered on the device and augmented
+    batched there (crop and flip included)."""
+
+    in_memory: ClassVar[bool] = True
+    images: Tensor
+
+    @property
+    def image_size(self) -> tuple[int, int]:  # type: ignore[override]
+        return tuple(self.images.shape[-2:])  # type: ignore[return-value]
+
+    @property
+    def channels(self) -> int:  # type: ignore[override]
+        return int(self.images.shape[1])
+
+
+class EncodedSource(Source):
+    """Encoded images (files, tar members, table cells), each keeping its own size: decoded, cropped and
+    resized per sample in the pipeline's worker processes (vitlab.data.pipeline). ``channels`` is 1 when the
+    images are grayscale, else 3."""
+
+    in_memory: ClassVar[bool] = False
+    image_size = None
+
+    def read_bytes(self, i: int) -> bytes:
+        """Sample i's encoded bytes; a ValueError naming it (``name(i)``) when it cannot be read."""
+        raise NotImplementedError
+
+    def name(self, i: int) -> str:
+        """Sample i as messages and skipped-file lists show it (a path, shard:key, table[row])."""
+        raise NotImplementedError
+
+
+# ------------------------------------------------------------------------------------- unusable files
+def describe_skipped(root: Path | str, skipped: list[tuple[str, str]], limit: int = 20) -> str:
+    """The unusable files a source found under ``root``, one line each (the first ``limit``)."""
+    lines = [f"{len(skipped)} file(s) in {root} could not be used:"]
+    lines += [f"  {p}: {why}" for p, why in skipped[:limit]]
+    if len(skipped) > limit:
+        lines.append(f"  ... and {len(skipped) - limit} more (see dataset.skipped)")
+    return "\n".join(lines)
+
+
+def report_or_raise(root: Path | str, skipped: list[tuple[str, str]], on_error: str, report: bool = True) -> None:
+    """What every source does with the files it found unusable while opening: on_error="raise": a ValueError
+    listing them; else they are printed (stderr) when ``report`` (callers that list them themselves, as
+    `vitlab data` does, say False)."""
+    if not skipped:
+        return
+    if on_error == "raise":
+        raise ValueError(describe_skipped(root, skipped) + "\nfix or remove them, or skip them "
+                         "(on_error='skip', --on-error skip, data.on_error=skip)")
+    if report:
+        print(describe_skipped(root, skipped) + "\n(skipped; on_error='raise', --on-error raise or "
+              "data.on_error=raise stops instead)", file=sys.stderr)

@@ -234,9 +234,7 @@ class _Items:
 # ------------------------------------------------------------------------------- batch providers (main)
 class InMemoryBatches:
     """Micro-batches gathered from a data set held on the device; crop and flip are left to the batched
-    transform (``cropped`` False)."""
-
-    cropped = False
+    transform."""
 
     def __init__(self, ds: ImageDataset, schedule: BatchSchedule, device: torch.device) -> None:
         self.images, self.labels = ds.images.to(device), ds.labels.to(device)
@@ -257,9 +255,7 @@ class InMemoryBatches:
 
 class StreamingBatches:
     """Micro-batches read from an encoded source by ``workers`` DataLoader processes, from ``start_step`` on
-    (steps before it are never read); ``cropped`` True: crop, flip and resize were done per sample."""
-
-    cropped = True
+    (steps before it are never read); crop, flip and resize are done per sample there."""
 
     def __init__(self, source: Source, schedule: BatchSchedule, start_step: int, spec: CropSpec, seed: int,
                  on_error: Literal["skip", "raise"], workers: int, device: torch.device) -> None:
@@ -290,14 +286,6 @@ class StreamingBatches:
 
 
 Batches = InMemoryBatches | StreamingBatches  # what the training loop reads micro-batches from: get(step, k)
-
-
-def train_batches(source: Source, schedule: BatchSchedule, start_step: int, spec: CropSpec, seed: int,
-                  on_error: Literal["skip", "raise"], workers: int, device: torch.device) -> Batches:
-    """The provider for `source`: gathered on the device when it is in memory, else streamed by workers."""
-    if source.in_memory:
-        return InMemoryBatches(source, schedule, device)  # type: ignore[arg-type]
-    return StreamingBatches(source, schedule, start_step, spec, seed, on_error, workers, device)
 
 
 def eval_batches(source: Source, tf: EvalTransform, batch_size: int, rows: Tensor | None = None,

@@ -15,7 +15,7 @@ from typing import Iterator
 import torch
 
 
-def _mix(*xs: int) -> int:
+def mix_seed(*xs: int) -> int:
     """A well-spread 63-bit seed from integers (splitmix64 steps), for independent streams."""
     h = 0x9E3779B97F4A7C15
     for x in xs:
@@ -26,7 +26,7 @@ def _mix(*xs: int) -> int:
 
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     """The permutation of the n training images used in ``epoch`` (same on every process)."""
-    g = torch.Generator().manual_seed(_mix(seed, epoch, 0x5EED))
+    g = torch.Generator().manual_seed(mix_seed(seed, epoch, 0x5EED))
     return torch.randperm(n, generator=g)
 
 
@@ -38,12 +38,12 @@ def micro_batch_indices(order: torch.Tensor, step_in_epoch: int, global_batch: i
 
 def stream_seed(seed: int, step: int, k: int) -> int:
     """Seed of the random stream (augmentation, mixup, dropout) of micro-batch k at optimizer step ``step``."""
-    return _mix(seed, step, k, 0xA11C)
+    return mix_seed(seed, step, k, 0xA11C)
 
 
 def sample_seed(seed: int, step: int, k: int, j: int) -> int:
     """Seed of sample j of micro-batch k at ``step``: its crop and flip, drawn in whichever worker reads it."""
-    return _mix(seed, step, k, j, 0x5A3E)
+    return mix_seed(seed, step, k, j, 0x5A3E)
 
 
 @dataclass(frozen=True)
@@ -57,9 +57,10 @@ class MicroBatch:
 
 
 @dataclass(frozen=True)
-class BatchSchedule:
-    """The micro-batches of a run for one process: ``n`` training images, ``steps_per_epoch`` x ``batch_size``
-    images per epoch, ``accum`` micro-batches of ``micro`` images per process per step."""
+class StepGrid:
+    """The step arithmetic every data order shares, fixed before step 0: ``n`` training images, ``steps_per_epoch``
+    steps of ``batch_size`` images, ``total_steps`` in all, each step ``accum`` micro-batches of ``micro`` images
+    on each of ``world`` processes; ``rank`` is this process; ``seed`` seeds every order and draw."""
 
     n: int
     seed: int
@@ -74,6 +75,12 @@ class BatchSchedule:
     def ks(self) -> range:
         """This process's micro-batch numbers within a step, in the order it trains on them."""
         return range(self.rank, self.accum * self.world, self.world)
+
+
+@dataclass(frozen=True)
+class BatchSchedule(StepGrid):
+    """The micro-batches of a run for one process in the global order: one permutation of all ``n`` images an
+    epoch (``epoch_order``), cut along the grid."""
 
     def at(self, step: int, k: int, order: torch.Tensor | None = None) -> MicroBatch:
         epoch, in_epoch = divmod(step, self.steps_per_epoch)

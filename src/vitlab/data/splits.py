@@ -18,8 +18,10 @@ from typing import Any, Literal
 import torch
 
 from ..utils.io import atomic_write
+from ..utils.size import SizeLike
 from .base import Source
-from .holdout import holdout_mask
+from .holdout import holdout_mask, train_dev_split
+from .recipe import DataSection
 from .sources.folder import FolderSource
 from .spec import DatasetSpec, ReadOptions
 
@@ -29,16 +31,58 @@ SPLIT_FILE = "split.json"
 
 @dataclass
 class RunData:
-    """What a run trains and tests on, and the lines that tell the user where the test images came from."""
+    """What a run trains, evaluates and tests on, and the lines that tell the user where each split came from.
+
+    ``test``: the source's own test split, or a share of the source held out by this run (``held_out``; see
+    RUN/split.json). ``dev``: a share of the training images held out for per-epoch evaluation and "best"
+    (data.dev_fraction), None when the per-epoch evaluation reads test."""
 
     train: Source
     test: Source
-    held_out: bool  # True: `test` is a share of the source held out by this run (see RUN/split.json)
+    held_out: bool
     notes: list[str] = field(default_factory=list)
+    spec: DatasetSpec | None = None  # the source, parsed once
+    dev: Source | None = None
 
     @property
     def test_name(self) -> str:
         return "held-out test" if self.held_out else "test"
+
+    @property
+    def eval_set(self) -> Source:
+        """What the per-epoch evaluation reads: the dev split, or test without one."""
+        return self.dev if self.dev is not None else self.test
+
+    @property
+    def eval_name(self) -> str:
+        return "dev" if self.dev is not None else "test"
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.train.classes)
+
+    def narrowed(self, train_limit: int | None, dev_fraction: float, seed: int) -> RunData:
+        """The first ``train_limit`` training images (all when None), minus a ``dev_fraction`` dev split
+        (stratified, seeded; none when 0)."""
+        train, dev = self.train, None
+        if train_limit:
+            train = train.subset(torch.arange(min(train_limit, len(train))))
+        if dev_fraction > 0:
+            train, dev = train_dev_split(train, dev_fraction, seed=seed)
+        return RunData(train, self.test, self.held_out, list(self.notes), self.spec, dev)
+
+
+def open_splits(recipe: DataSection, run_dir: PathLike, seed: int, write: bool,
+                size: SizeLike | None = None) -> RunData:
+    """A run's splits from its data recipe: the source (data.dataset), its test split or a held-out one
+    (data.test_fraction, RUN/split.json; ``write``: this process writes it), the first data.train_limit
+    training images and a data.dev_fraction dev split. ``size``: the training size of an image folder decoded
+    into memory (data.image_size, else the model's)."""
+    d = recipe
+    run = open_run_data(DatasetSpec.parse(d.dataset), run_dir, d.test_fraction, seed, d.data_dir,
+                        size=d.image_size or size, on_error=d.on_error, cache=d.cache, write=write,
+                        in_memory=d.in_memory)
+    return run.narrowed(d.train_limit, d.dev_fraction, seed)
 
 
 def open_run_data(
@@ -66,7 +110,8 @@ def open_run_data(
             cache = Path(cache).with_name(Path(cache).stem + "-test.npz")
         test = spec.open("test", ReadOptions(data_dir, size, on_error, cache, in_memory=False))
         return RunData(train, test, False,
-                       [f"test set: the source's own test split ({len(test)} images)", *how, *_resize_note(train, size)])
+                       [f"test set: the source's own test split ({len(test)} images)", *how, *_resize_note(train, size)],
+                       spec)
     full, how, files = _open(spec, "train", opts)
     path = Path(run_dir) / SPLIT_FILE
     if path.is_file():
@@ -84,7 +129,7 @@ def open_run_data(
         if write:
             write_split(path, spec, full, mask, test_fraction, seed, data_dir, size, on_error)
     return RunData(full.subset(~mask), _from_files(full, mask, files), True,
-                   [note, *how, *_resize_note(full, size)])
+                   [note, *how, *_resize_note(full, size)], spec)
 
 
 def _from_files(full: Source, mask: torch.Tensor, files: FolderSource | None) -> Source:

@@ -19,15 +19,46 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 from ..utils.io import atomic_write, fsync_dir
 from ..weights.runs import (BEST, BEST_SHARDED, CKPT_DIR, SHARDED_META, latest_checkpoint,  # noqa: F401 (re-exported)
                             step_checkpoints, step_name)
+from ..weights.runs import is_sharded_checkpoint
 from ..weights.sharded import check_shards, read_meta, safe_reader
 from .distributed import Dist, barrier
+
+
+def save(state: dict[str, Any], run_dir: Path, keep_last: int, best: bool, d: Dist, sharded: bool) -> Path | None:
+    """A training checkpoint in the run's format, every process waiting for it: under fsdp (``sharded``) every
+    process writes its shards of ``step_N.dcp/`` (and best.dcp/), otherwise rank 0 writes ``step_N.pt`` (and
+    best.pt). Returns the path (None on the processes that wrote nothing)."""
+    path = None
+    if sharded:
+        path = save_sharded(state, run_dir, keep_last, best, d)
+    elif d.main:
+        path = save_checkpoint(state, run_dir, keep_last, best=best)
+    barrier(d)
+    return path
+
+
+def load(path: Path, device: torch.device, sharded: bool, strategy: str,
+         like: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+    """A saved training state in the format the run uses: a ``.pt`` file read whole, or (``sharded``, every
+    process) a ``.dcp`` directory read into the tensors of ``like(meta)``: this run's state dict, sharded as the
+    run is, made for the checkpoint's meta.json (its image size). ``strategy``: how the run trains, in words
+    ("train.strategy=auto here (none)"), named when the checkpoint was saved under the other format."""
+    saved_sharded = is_sharded_checkpoint(path)
+    if saved_sharded != sharded:
+        made = "fsdp" if saved_sharded else "ddp (or one process)"
+        raise ValueError(f"{path} was saved under train.strategy={made} and cannot resume under {strategy}: "
+                         f"resume with train.strategy={'fsdp' if saved_sharded else 'ddp'}, or start a new run (--out "
+                         f"elsewhere) from its weights: model.weights={path}")
+    if sharded:
+        return load_sharded(path, like(read_meta(path)))
+    return load_checkpoint(path, map_location=device)
 
 
 def save_checkpoint(state: dict[str, Any], run_dir: Path, keep_last: int, best: bool = False) -> Path:
@@ -77,7 +108,7 @@ def save_sharded(state: dict[str, Any], run_dir: Path, keep_last: int, best: boo
 def load_sharded(path: Path, like: dict[str, Any]) -> dict[str, Any]:
     """Every process: read a ``.dcp`` checkpoint into the tensors of ``like`` (this run's state dict, sharded
     as this run is: DCP reshards from however many processes wrote it) and return it with meta.json merged
-    in, shaped as ``TrainState.state_dict``. A missing shard file is named before anything is read."""
+    in, shaped as ``Run.checkpoint_state``. A missing shard file is named before anything is read."""
     from torch.distributed.checkpoint import load
 
     path = Path(path)

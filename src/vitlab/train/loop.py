@@ -11,8 +11,9 @@ batch, computes the same thing as an uninterrupted single run. (Tar shards are r
 default, an order that also depends on the processes and workers: vitlab.data.shard_order.)
 
 What is learned (labels, or masked patches) is the objective's business (objectives.py); the step
-arithmetic is planned up front (plan.py); data and model come from setup.py; state.py holds what a
-checkpoint saves.
+arithmetic is planned up front (plan.py); the splits and the model come from setup.py, and every image
+through the input pipeline (vitlab.data.input); state.py holds what a checkpoint saves, run.py the wiring
+around it (precision, strategy, compile) and checkpoint.py where and in which format it is written.
 """
 from __future__ import annotations
 
@@ -29,9 +30,9 @@ from typing import Any, Iterator
 import torch
 import torch.nn.functional as F
 
-from ..data.pipeline import Batches, CropSpec, default_workers, train_batches
+from ..data.input import InputPipeline, Layout
+from ..data.pipeline import Batches
 from ..data.sampler import stream_seed
-from ..data.shard_order import ShardSchedule, training_schedule
 from ..utils.figures import rounded
 from ..utils.io import atomic_write
 from ..weights.runs import CONFIG_FILE, MODEL_DIR, SKIPPED_FILE
@@ -41,9 +42,9 @@ from .config import Config, config_from_dict
 from .objectives import EvalSetup, make_objective
 from .optim import set_lr
 from .plan import make_plan
+from .run import Run
 from .runlog import Pace, RunLogger, train_line
-from .setup import Data, build_run_model, load_data
-from .state import TrainState
+from .setup import build_run_model, load_data
 from .strategy import clip_grad_norm
 
 
@@ -86,36 +87,36 @@ def train(cfg: Config, out: str | os.PathLike, resume: str | Path | bool | None 
 
 
 def _run(cfg: Config, run_dir: Path, d: dd.Dist, resume: str | Path | bool | None, progress: bool) -> TrainResult:
-    st, data = _setup(cfg, run_dir, d)
-    resumed = _resume(st, run_dir, resume)
-    batches = _batches(st, data)
+    run = _setup(cfg, run_dir, d)
+    resumed = _resume(run, resume)
+    batches = run.inputs.train_batches(run.state.step)  # from the current step: a resumed run reads no skipped sample
     try:
-        return _loop(st, data, batches, resumed, progress)
+        return _loop(run, batches, resumed, progress)
     finally:
         batches.close()
 
 
-def _loop(st: TrainState, data: Data, batches: Batches, resumed: Path | None, progress: bool) -> TrainResult:
-    cfg, d, run_dir, plan, model, r = st.cfg, st.d, st.run_dir, st.plan, st.model, st.cfg.train
+def _loop(run: Run, batches: Batches, resumed: Path | None, progress: bool) -> TrainResult:
+    cfg, d, run_dir, plan, st, r = run.cfg, run.d, run.run_dir, run.plan, run.state, run.cfg.train
     log = RunLogger(run_dir, st.step, enabled=d.main, tensorboard=True)
     if d.main:
         atomic_write(run_dir / CONFIG_FILE, lambda tmp: tmp.write_text(cfg.to_yaml()))
-        for note in data.notes:
+        for note in run.inputs.describe():
             log.info(note)
-        log.info(_banner(st, data, resumed))
+        log.info(_banner(run, resumed))
     t_start, reported = time.perf_counter(), 0  # reported: unreadable files logged so far
     last_eval: tuple[int, dict[str, Any]] | None = None  # (step, summary) of the latest evaluation
     # loss sum, steps, then the seconds in train_step and their steps (eval, saving and compiling excluded)
     window = [0.0, 0, 0.0, 0]
     pace = Pace()
-    compiling = st.compile  # the next step compiles: the first one, and the first after a stage's resize
+    compiling = run.compile  # the next step compiles: the first one, and the first after a stage's resize
     with _stop_signals() as signalled, log, log.progress(plan.total_steps, st.step, progress) as bar:
         while st.step < plan.total_steps:
-            if plan.size_at(st.step) != tuple(model.cfg.img_size):
-                st.resize(plan.size_at(st.step))
-                log.info(f"step {st.step}: training at {model.cfg.img_size[0]}x{model.cfg.img_size[1]}")
-                compiling = st.compile
-            loss, gnorm, stop, dt = _timed_step(st, log, compiling, batches, signalled[0])
+            if plan.size_at(st.step) != tuple(st.model.cfg.img_size):
+                run.resize(plan.size_at(st.step))
+                log.info(f"step {st.step}: training at {st.model.cfg.img_size[0]}x{st.model.cfg.img_size[1]}")
+                compiling = run.compile
+            loss, gnorm, stop, dt = _timed_step(run, log, compiling, batches, signalled[0])
             timed = not compiling  # a compiling step's seconds say nothing of the speed
             compiling = False
             pace.stepped(st.step)
@@ -123,27 +124,28 @@ def _loop(st: TrainState, data: Data, batches: Batches, resumed: Path | None, pr
             window = [window[0] + loss, window[1] + 1, window[2] + dt * timed, window[3] + timed]
             bar.update(1)
             if st.step % r.log_every_steps == 0 or st.step == plan.total_steps:
-                _log_train(log, bar, st, window, gnorm, pace.left(st.step, plan.total_steps))
+                _log_train(log, bar, run, window, gnorm, pace.left(st.step, plan.total_steps))
                 window = [0.0, 0, 0.0, 0]
-                reported = _report_skipped(st, batches, log, reported)
-            if (s := _evaluate_and_save(st, data, log)) is not None:
+                reported = _report_skipped(run, batches, log, reported)
+            if (s := _evaluate_and_save(run, log)) is not None:
                 last_eval = (st.step, s)
             if stop is not None:  # every process saw the signal at the same step
-                _report_skipped(st, batches, log, reported)
-                path = st.save() if st.last_saved != st.step else latest_checkpoint(run_dir)
+                _report_skipped(run, batches, log, reported)
+                path = run.save() if st.last_saved != st.step else latest_checkpoint(run_dir)
                 return TrainResult(run_dir, st.step, plan.total_steps, stop, path)
         if st.last_saved != st.step:
-            st.save()
-        _report_skipped(st, batches, log, reported)
-        if tuple(model.cfg.img_size) != tuple(plan.sizes[0][1]):
+            run.save()
+        _report_skipped(run, batches, log, reported)
+        if tuple(st.model.cfg.img_size) != tuple(plan.sizes[0][1]):
             last_eval = None  # made at a stage's size: final.json must report the model at its own size
-        st.resize(plan.sizes[0][1])  # the final evaluation and the saved model use the model's own size
-        final = _finish(st, data, log, last_eval, time.perf_counter() - t_start)
+        run.resize(plan.sizes[0][1])  # the final evaluation and the saved model use the model's own size
+        final = _finish(run, log, last_eval, time.perf_counter() - t_start)
         return TrainResult(run_dir, st.step, plan.total_steps, None, latest_checkpoint(run_dir), final)
 
 
-def _setup(cfg: Config, run_dir: Path, d: dd.Dist) -> tuple[TrainState, Data]:
-    """Data, model (seeded by train.seed), objective, step plan, optimizer: everything before step 0."""
+def _setup(cfg: Config, run_dir: Path, d: dd.Dist) -> Run:
+    """Splits, model (seeded by train.seed), step plan, input pipeline, objective, optimizer: everything before
+    step 0."""
     r = cfg.train
     torch.set_num_threads(r.threads or max(1, (os.cpu_count() or 1) // d.local_world))
     torch.manual_seed(r.seed)  # model initialisation
@@ -151,60 +153,46 @@ def _setup(cfg: Config, run_dir: Path, d: dd.Dist) -> tuple[TrainState, Data]:
     model = build_run_model(cfg, data).to(d.device)
     model.set_grad_checkpointing(r.grad_checkpointing)
     plan = make_plan(cfg, len(data.train), d.world, tuple(model.cfg.img_size),
-                     lambda size: model.patch_embed.grid_size(size))
-    return TrainState(cfg, model, make_objective(cfg, data.classes), plan, d, run_dir,
-                      cropped=not data.train.in_memory), data
+                     lambda size: model.patch_embed.grid_size(size), rank=d.rank)
+    layout = Layout.of(d.world, d.rank, d.local_world, d.device, cfg.data.workers)
+    inputs = InputPipeline(cfg.data, data, plan.grid, layout, model.cfg)  # augmentation at the model's own size
+    return Run(cfg, d, run_dir, plan, inputs, make_objective(cfg, data.classes), model)
 
 
-def _batches(st: TrainState, data: Data) -> Batches:
-    """The training images' provider, from the current step on (a resumed run reads no skipped sample)."""
-    c, d, plan = st.cfg, st.d, st.plan
-    schedule = training_schedule(c.data.shard_order, data.train, c.train.seed, plan.steps_per_epoch, plan.total_steps,
-                                 c.data.batch_size, plan.micro, c.data.accum_steps, d.world, d.rank, _workers(c, d),
-                                 c.data.shuffle_buffer)
-    if isinstance(schedule, ShardSchedule):
-        data.notes.append(schedule.describe())
-    spec = CropSpec(st.train_tf.img_size, c.data.crop_scale, c.data.crop_ratio, c.data.flip)
-    return train_batches(data.train, schedule, st.step, spec, c.train.seed, c.data.on_error, _workers(c, d), d.device)
-
-
-def _workers(cfg: Config, d: dd.Dist) -> int:
-    return cfg.data.workers if cfg.data.workers is not None else default_workers(d.local_world)
-
-
-def _timed_step(st: TrainState, log: RunLogger, compiling: bool,
+def _timed_step(run: Run, log: RunLogger, compiling: bool,
                 *step_args: Any) -> tuple[float, float, int | None, float]:
     """A step (``_step_or_eager``) and its seconds; a step that compiles is announced before and timed after."""
     if compiling:
-        log.info(f"step {st.step}: compiling the model (torch.compile)...")
+        log.info(f"step {run.state.step}: compiling the model (torch.compile)...")
     t0 = time.perf_counter()
-    loss, gnorm, stop = _step_or_eager(st, log, *step_args)
+    loss, gnorm, stop = _step_or_eager(run, log, *step_args)
     dt = time.perf_counter() - t0
-    if compiling and st.compile:  # (when compiling failed, _step_or_eager said so)
-        log.info(f"step {st.step}: compiled in {dt:.1f} s")
+    if compiling and run.compile:  # (when compiling failed, _step_or_eager said so)
+        log.info(f"step {run.state.step}: compiled in {dt:.1f} s")
     return loss, gnorm, stop, dt
 
 
-def _step_or_eager(st: TrainState, log: RunLogger, *step_args: Any) -> tuple[float, float, int | None]:
+def _step_or_eager(run: Run, log: RunLogger, *step_args: Any) -> tuple[float, float, int | None]:
     """train_step; under train.compile=auto a step whose compiling fails (no usable C++ toolchain, say) runs
     again eagerly, and the run goes on without compiling. An explicit train.compile=true keeps the error."""
     try:
-        return train_step(st, *step_args)
+        return train_step(run, *step_args)
     except torch._dynamo.exc.BackendCompilerFailed as e:
-        if not (st.compile and st.cfg.train.compile == "auto"):
+        if not (run.compile and run.cfg.train.compile == "auto"):
             raise
-        st.optimizer.zero_grad(set_to_none=True)  # the failed step applied nothing; drop what it accumulated
-        st.stop_compiling(f"auto: compiling failed ({type(e).__name__})")
-        log.info(f"step {st.step}: torch.compile failed ({str(e).strip().splitlines()[0][:160]}); training eagerly "
-                 "from here (train.compile=false skips compiling)")
-        return train_step(st, *step_args)
+        run.state.optimizer.zero_grad(set_to_none=True)  # the failed step applied nothing; drop what it accumulated
+        run.stop_compiling(f"auto: compiling failed ({type(e).__name__})")
+        log.info(f"step {run.state.step}: torch.compile failed ({str(e).strip().splitlines()[0][:160]}); training "
+                 "eagerly from here (train.compile=false skips compiling)")
+        return train_step(run, *step_args)
 
 
-def train_step(st: TrainState, batches: Batches, signalled: int | None) -> tuple[float, float, int | None]:
+def train_step(run: Run, batches: Batches, signalled: int | None) -> tuple[float, float, int | None]:
     """One optimizer step. Returns the mean loss and gradient norm over processes, and the signal to stop
     on when any process was signalled (so that all stop after the same step)."""
-    cfg, d, plan = st.cfg, st.d, st.plan
+    cfg, d, plan, st = run.cfg, run.d, run.plan, run.state
     accum = cfg.data.accum_steps
+    augment = run.inputs.augmentation.batched
     set_lr(st.optimizer, plan.lr_at(st.step))
     size = tuple(st.model.cfg.img_size)
     loss_sum = torch.zeros((), device=d.device)
@@ -214,11 +202,11 @@ def train_step(st: TrainState, batches: Batches, signalled: int | None) -> tuple
         seed = stream_seed(cfg.train.seed, st.step, k)
         st.gen.manual_seed(seed)
         torch.manual_seed(seed)  # dropout and stochastic depth
-        x = st.train_tf(images, st.gen)
+        x = augment(images, st.gen)
         if tuple(x.shape[-2:]) != size:  # a low-resolution stage (schedule.stages)
             x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
-        with st.strategy.sync(last=a == accum - 1):
-            loss = st.objective.loss(st.net, x, labels, st.gen, seed, st.autocast())
+        with run.strategy.sync(last=a == accum - 1):
+            loss = run.objective.loss(run.net, x, labels, st.gen, seed, run.autocast())
             (loss / accum).backward()
         loss_sum += loss.detach()
     clip = cfg.optim.clip_grad_norm
@@ -232,7 +220,7 @@ def train_step(st: TrainState, batches: Batches, signalled: int | None) -> tuple
         raise NonFiniteLossError(
             f"non-finite {'loss' if not math.isfinite(loss_val) else 'gradient norm'} ({loss_val:.4g}, grad norm "
             f"{gnorm_val:.4g}) at step {st.step} (epoch {st.step // plan.steps_per_epoch}); stopped without saving "
-            f"this state. Last good checkpoint: {latest_checkpoint(st.run_dir) or 'none yet'}. Lower optim.lr, keep "
+            f"this state. Last good checkpoint: {latest_checkpoint(run.run_dir) or 'none yet'}. Lower optim.lr, keep "
             f"optim.clip_grad_norm on, or use train.precision=fp32, then run again to resume from it"
         )
     st.optimizer.step()
@@ -244,75 +232,78 @@ def train_step(st: TrainState, batches: Batches, signalled: int | None) -> tuple
 
 
 # -- evaluation, checkpoints, final outputs ----------------------------------------------------------------
-def _evaluate(st: TrainState, ds) -> dict[str, Any]:
-    c = st.cfg
-    ev = EvalSetup(st.eval_transform(), c.data.eval_batch_size, st.autocast_dtype, st.d, c.train.seed,
-                   _workers(c, st.d))
-    return st.objective.evaluate(st.eval_model, ds, ev)
+def _evaluate(run: Run, split: str) -> dict[str, Any]:
+    """The objective's summary of ``split`` ("eval": dev, or test without one; "test"), each process scoring its
+    share through the input pipeline, preprocessed for the model at its current size."""
+    ds, _ = run.inputs.split(split)
+    ev = EvalSetup(run.inputs.eval_batches(split, run.model.cfg), len(ds), run.autocast_dtype, run.d,
+                   run.cfg.train.seed)
+    return run.objective.evaluate(run.eval_model, ev)
 
 
-def _evaluate_and_save(st: TrainState, data: Data, log: RunLogger) -> dict[str, Any] | None:
+def _evaluate_and_save(run: Run, log: RunLogger) -> dict[str, Any] | None:
     """Per-epoch evaluation (and at the last step), then a checkpoint when one is due or the score is best;
     returns the evaluation summary when there was one."""
-    r, plan, o = st.cfg.train, st.plan, st.objective
+    r, plan, o, st, data = run.cfg.train, run.plan, run.objective, run.state, run.inputs.data
     end_of_epoch = st.step % plan.steps_per_epoch == 0
     last = st.step == plan.total_steps
     s, best = None, False
     if (end_of_epoch and (st.step // plan.steps_per_epoch) % r.eval_every_epochs == 0) or last:
-        s = _evaluate(st, data.eval_set)
+        s = _evaluate(run, "eval")
         log.info(f"step {st.step} epoch {plan.epoch(st.step):.2f}: {data.eval_name} {o.describe(s)}")
         log.scalars({"step": st.step, "epoch": plan.epoch(st.step), **o.scalars(s, data.eval_name)})
         best = s[o.score] > st.best
         st.best = max(st.best, s[o.score])
     if end_of_epoch or last or best or (r.ckpt_every_steps and st.step % r.ckpt_every_steps == 0):
-        st.save(best=best)
+        run.save(best=best)
     return s
 
 
-
-
-def _finish(st: TrainState, data: Data, log: RunLogger, last_eval: tuple[int, dict[str, Any]] | None,
+def _finish(run: Run, log: RunLogger, last_eval: tuple[int, dict[str, Any]] | None,
             wall: float) -> dict[str, Any] | None:
     """Test evaluation (reusing the last one when it was on test at this step), then rank 0 writes model/
     (for masked_patch: the encoder alone), final.json, report.md and the plots."""
     from ..models.pretrained import save_pretrained
     from .report import write_outputs
 
+    st, data = run.state, run.inputs.data
     done = last_eval is not None and last_eval[0] == st.step and data.eval_name == "test"
-    s = last_eval[1] if done else _evaluate(st, data.test)
-    model = st.eval_model  # under fsdp a gather: every process takes part
-    if not st.d.main:
+    s = last_eval[1] if done else _evaluate(run, "test")
+    model = run.eval_model  # under fsdp a gather: every process takes part
+    if not run.d.main:
         return None
-    save_pretrained(model, st.run_dir / MODEL_DIR)
-    run = {"steps": st.step, "epochs": st.plan.epoch(st.step), "train_time_s": st.train_time,
-           "wall_time_s_this_process": wall, "processes": st.d.world, "device": str(st.d.device),
-           "ema": st.ema is not None}
-    final = rounded(st.objective.final(s, data.test_name, data.eval_name, st.best, run))
-    write_outputs(st.run_dir, st.cfg, final, data.classes)
-    log.info(f"done: {data.test_name} {st.objective.describe(s)} in {st.train_time / 60:.1f} min of training; wrote "
-             f"{st.run_dir}/model, final.json, report.md, plots")
+    save_pretrained(model, run.run_dir / MODEL_DIR)
+    facts = {"steps": st.step, "epochs": run.plan.epoch(st.step), "train_time_s": st.train_time,
+             "wall_time_s_this_process": wall, "processes": run.d.world, "device": str(run.d.device),
+             "ema": st.ema is not None}
+    final = rounded(run.objective.final(s, data.test_name, data.eval_name, st.best, facts))
+    write_outputs(run.run_dir, run.cfg, final, run.inputs.classes)
+    log.info(f"done: {data.test_name} {run.objective.describe(s)} in {st.train_time / 60:.1f} min of training; "
+             f"wrote {run.run_dir}/model, final.json, report.md, plots")
     return final
 
 
-def _log_train(log: RunLogger, bar, st: TrainState, window: list, gnorm: float, left: float | None) -> None:
+def _log_train(log: RunLogger, bar, run: Run, window: list, gnorm: float, left: float | None) -> None:
     """The training scalars averaged since the last record (loss, images/s), the lr without layer scaling:
     recorded, and shown in the progress bar or, without one, as a line (``left``: seconds to the end)."""
+    st = run.state
     g = st.optimizer.param_groups[0]
-    rec = {"step": st.step, "epoch": st.plan.epoch(st.step), "train_loss": window[0] / window[1],
+    rec = {"step": st.step, "epoch": run.plan.epoch(st.step), "train_loss": window[0] / window[1],
            "lr": g["lr"] / g.get("lr_scale", 1.0), "grad_norm": gnorm, "img_size": st.model.cfg.img_size[0],
-           "img_per_s": window[3] * st.cfg.data.batch_size / max(window[2], 1e-9) if window[3] else None}
+           "img_per_s": window[3] * run.cfg.data.batch_size / max(window[2], 1e-9) if window[3] else None}
     log.scalars(rec)
     if bar.disable:
-        log.info(train_line(rec, st.plan.total_steps, left))
+        log.info(train_line(rec, run.plan.total_steps, left))
     else:
         speed = {"img_s": f"{rec['img_per_s']:.0f}"} if rec["img_per_s"] else {}
         bar.set_postfix(loss=f"{rec['train_loss']:.4f}", lr=f"{rec['lr']:.2e}", **speed)
 
 
 # -- resuming ------------------------------------------------------------------------------------------------
-def _resume(st: TrainState, run_dir: Path, resume: str | Path | bool | None) -> Path | None:
+def _resume(run: Run, resume: str | Path | bool | None) -> Path | None:
     """None: continue from RUN/checkpoints when present; a path: from that file; False: fresh only."""
-    if st.d.main:
+    run_dir = run.run_dir
+    if run.d.main:
         remove_partial(run_dir)
     latest = latest_checkpoint(run_dir)
     if resume is False:
@@ -323,10 +314,10 @@ def _resume(st: TrainState, run_dir: Path, resume: str | Path | bool | None) -> 
     path = Path(resume) if isinstance(resume, (str, Path)) else latest
     if path is None:
         return None
-    saved = st.read_checkpoint(path)
-    if st.d.main:
-        _warn_changes(st.cfg, saved.get("config", {}), path)
-    st.load_state_dict(saved)
+    saved = run.read_checkpoint(path)
+    if run.d.main:
+        _warn_changes(run.cfg, saved.get("config", {}), path)
+    run.load(saved)
     return path
 
 
@@ -343,34 +334,29 @@ def _warn_changes(cfg: Config, saved: dict[str, Any], path: Path) -> None:
               + "\n  ".join(diff))
 
 
-def _report_skipped(st: TrainState, batches: Batches, log: RunLogger, reported: int) -> int:
+def _report_skipped(run: Run, batches: Batches, log: RunLogger, reported: int) -> int:
     """Log and list in RUN/skipped.txt the training files found unreadable since the last report (each was
     replaced by another image); returns how many of this process's are reported now."""
     new = batches.skipped[reported:]
-    found = [f for part in dd.all_gather_objects(new, st.d) for f in part]
-    if found and st.d.main:
-        path = st.run_dir / SKIPPED_FILE
+    found = [f for part in dd.all_gather_objects(new, run.d) for f in part]
+    if found and run.d.main:
+        path = run.run_dir / SKIPPED_FILE
         old = path.read_text() if path.is_file() else ""
         atomic_write(path, lambda tmp: tmp.write_text(old + "".join(f"{p}\t{why}\n" for p, why in found)))
-        log.info(f"step {st.step}: {len(found)} unreadable training file(s) replaced by other images; listed in {path}")
+        log.info(f"step {run.state.step}: {len(found)} unreadable training file(s) replaced by other images; "
+                 f"listed in {path}")
     return reported + len(new)
 
 
-def _banner(st: TrainState, data: Data, resumed: Path | None) -> str:
+def _banner(run: Run, resumed: Path | None) -> str:
+    st, c, d, s = run.state, run.cfg, run.d, run.strategy
     n = sum(p.numel() for p in st.model.parameters())
-    c, d = st.cfg, st.d
-    w = _workers(c, d)
-    how = "in memory" if data.train.in_memory else f"read from disk by {w} worker process(es)" if w else \
-        "read from disk in this process (data.workers=0)"
     return (f"{'resuming from ' + str(resumed) + ' at step ' + str(st.step) if resumed else 'training'}: "
-            f"{c.model.name or c.model.weights} ({n / 1e6:.2f}M params) on {c.data.dataset} "
-            f"({len(data.train)} train / {len(data.eval_set)} "
-            f"{data.test_name if data.eval_name == 'test' else data.eval_name}; {how}), {st.plan.total_steps} steps "
-            f"x batch {c.data.batch_size} ({d.world} process(es) x {c.data.accum_steps} accumulation x "
-            f"{st.plan.micro}{', ' + st.strategy.kind if st.strategy.kind != 'none' else ''}), {d.device}, "
-            f"{torch.get_num_threads()} threads, {st.precision}"
-            f"{', torch.compile' if st.compile else ''}"
-            f"{' (' + st.compile_reason + ')' if st.compile_reason else ''}")
+            f"{c.model.name or c.model.weights} ({n / 1e6:.2f}M params) on {run.inputs.summary()}, "
+            f"{run.plan.total_steps} steps x batch {c.data.batch_size} ({d.world} process(es) x {c.data.accum_steps} "
+            f"accumulation x {run.plan.micro}{', ' + s.kind if s.kind != 'none' else ''}), {d.device}, "
+            f"{torch.get_num_threads()} threads, {run.precision}{', torch.compile' if s.compile else ''}"
+            f"{' (' + s.compile_reason + ')' if s.compile_reason else ''}")
 
 
 # -- signals -------------------------------------------------------------------------------------------------

@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterator
+from typing import Any, ClassVar, Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data import Mixup
-from ..data import Source
-from ..data.pipeline import eval_batches
 from ..evaluate.metrics import evaluate_batches
 from . import distributed as dd
 from .config import Config
@@ -36,19 +34,14 @@ def soft_target_xent(logits: Tensor, target: Tensor, kind: str) -> Tensor:
 
 @dataclass
 class EvalSetup:
-    """What an evaluation needs besides the model: preprocessing, batch size, precision, processes."""
+    """What an evaluation needs besides the model: this process's share of the split's images as model inputs
+    (the input pipeline's ``eval_batches``), the split's size, precision, processes."""
 
-    transform: Any  # EvalTransform at the model's current size
-    batch_size: int
+    batches: Iterable[tuple[Tensor, Tensor]]
+    n: int  # images in the split, over all processes
     autocast: torch.dtype | None
     dist: dd.Dist
     seed: int
-    workers: int = 0  # DataLoader processes decoding images read from disk
-
-    def batches(self, ds: Source, device: torch.device) -> Iterator[tuple[Tensor, Tensor]]:
-        """This process's share of ``ds`` (every world-th image) as model inputs on ``device``."""
-        rows = torch.arange(self.dist.rank, len(ds), self.dist.world)
-        return eval_batches(ds, self.transform, self.batch_size, rows, self.workers, device=device)
 
 
 class Objective:
@@ -68,8 +61,8 @@ class Objective:
         """The loss of one micro-batch (``gen``: its augmentation stream, ``seed``: its stream seed)."""
         raise NotImplementedError
 
-    def evaluate(self, model: nn.Module, ds, ev: EvalSetup) -> dict[str, Any]:
-        """Summary over ``ds``; each process takes every world-th image, totals are summed."""
+    def evaluate(self, model: nn.Module, ev: EvalSetup) -> dict[str, Any]:
+        """Summary over a split, each process scoring its share (``ev.batches``); totals are summed."""
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, Tensor] | None:
@@ -115,9 +108,9 @@ class Classify(Objective):
             out = net(x)
         return soft_target_xent(out.float(), target, self.kind)
 
-    def evaluate(self, model, ds, ev):
+    def evaluate(self, model, ev):
         device = next(model.parameters()).device
-        counts = evaluate_batches(model, ev.batches(ds, device), self.classes, ev.autocast)
+        counts = evaluate_batches(model, ev.batches, self.classes, ev.autocast)
         counts.load_tensor(dd.all_sum(counts.as_tensor().to(device), ev.dist).cpu())
         return counts.summary()
 
@@ -168,7 +161,7 @@ class MaskedPatch(Objective):
         return F.cross_entropy(out.logits.float(), out.targets)
 
     @torch.inference_mode()
-    def evaluate(self, model, ds, ev):
+    def evaluate(self, model, ev):
         """Masked-patch cross-entropy and accuracy (%) over the corrupted patches of ``model``'s encoding;
         the corruption comes from a generator seeded by train.seed, so evaluations compare like with like."""
         device = next(model.parameters()).device
@@ -176,7 +169,7 @@ class MaskedPatch(Objective):
         was_training = self.module.training
         self.module.eval()
         total = torch.zeros(3, dtype=torch.float64, device=device)
-        for x, _ in ev.batches(ds, device):
+        for x, _ in ev.batches:
             with torch.autocast(device.type, dtype=ev.autocast or torch.float32, enabled=ev.autocast is not None):
                 out = self.module(x, gen, encoder=model)
             logits = out.logits.float()
@@ -186,7 +179,7 @@ class MaskedPatch(Objective):
         self.module.train(was_training)
         total = dd.all_sum(total, ev.dist).cpu()
         n = max(float(total[2]), 1.0)
-        return {"masked_loss": float(total[0]) / n, "masked_acc": 100.0 * float(total[1]) / n, "n": len(ds)}
+        return {"masked_loss": float(total[0]) / n, "masked_acc": 100.0 * float(total[1]) / n, "n": ev.n}
 
     def state_dict(self):
         """The [mask] embedding and head (the encoder is saved under "model")."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from ..data.sampler import StepGrid
 from .config import Config, ScheduleSection
 from .optim import cycle_lr
 
@@ -16,12 +17,23 @@ Size = tuple[int, int]
 
 @dataclass(frozen=True)
 class Plan:
-    steps_per_epoch: int
-    total_steps: int
-    micro: int  # images per micro-batch: batch_size = accum_steps x processes x micro
+    grid: StepGrid  # the step arithmetic the data order shares (vitlab.data.sampler)
     sizes: tuple[tuple[int, Size], ...]  # (start step, training image size), from step 0 on
     cycles: tuple[tuple[int, float, int], ...]  # lr cycles: (start step, peak lr, warmup steps)
     schedule: ScheduleSection
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.grid.steps_per_epoch
+
+    @property
+    def total_steps(self) -> int:
+        return self.grid.total_steps
+
+    @property
+    def micro(self) -> int:
+        """Images per micro-batch: batch_size = accum_steps x processes x micro."""
+        return self.grid.micro
 
     def size_at(self, step: int) -> Size:
         return [size for start, size in self.sizes if start <= step][-1]
@@ -33,9 +45,10 @@ class Plan:
         return step / self.steps_per_epoch
 
 
-def make_plan(cfg: Config, n_train: int, world: int, img_size: Size, check_size: Callable[[Size], object]) -> Plan:
-    """The plan for ``n_train`` images on ``world`` processes and a model of ``img_size``; ``check_size``
-    raises ValueError for a size the model cannot take, so a bad stage fails now, not mid-run."""
+def make_plan(cfg: Config, n_train: int, world: int, img_size: Size, check_size: Callable[[Size], object],
+              rank: int = 0) -> Plan:
+    """The plan for ``n_train`` images on ``world`` processes (this one ``rank``) and a model of ``img_size``;
+    ``check_size`` raises ValueError for a size the model cannot take, so a bad stage fails now, not mid-run."""
     data, s = cfg.data, cfg.schedule
     parts = data.accum_steps * world
     if data.batch_size % parts:
@@ -56,5 +69,6 @@ def make_plan(cfg: Config, n_train: int, world: int, img_size: Size, check_size:
         sizes.append((start, size))
         if st.lr is not None:
             cycles[start] = (start, st.lr, round(st.warmup_epochs * steps_per_epoch))
-    return Plan(steps_per_epoch, s.steps or s.epochs * steps_per_epoch, data.batch_size // parts, tuple(sizes),
-                tuple(sorted(cycles.values())), s)
+    grid = StepGrid(n_train, cfg.train.seed, steps_per_epoch, s.steps or s.epochs * steps_per_epoch, data.batch_size,
+                    data.batch_size // parts, data.accum_steps, world, rank)
+    return Plan(grid, tuple(sizes), tuple(sorted(cycles.values())), s)

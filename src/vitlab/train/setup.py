@@ -1,50 +1,25 @@
 """A run's ingredients, built from the recipe before the first step: the data splits and the model."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
-from ..data import DatasetSpec, Source, get_normalize, train_dev_split
-from ..data.splits import open_run_data
+from ..data import get_normalize
+from ..data.splits import RunData, open_splits
 from ..utils.eval_fields import CONFIG_FIELDS
 from .config import Config, model_options
 from .fit import check_channels, fit_model_options
 
 
-@dataclass
-class Data:
-    train: Source
-    eval_set: Source  # per-epoch evaluation and "best": the dev split, or test without one
-    eval_name: str  # "dev" or "test"
-    test: Source  # read for the final result
-    test_name: str  # "test", or what stands in for it when the source has no test split (data.test_fraction)
-    spec: DatasetSpec  # data.dataset, parsed once
-    classes: list[str]
-    notes: list[str] = field(default_factory=list)  # what was decided from the data, for the log
+def load_data(cfg: Config, run_dir: Path, write: bool) -> RunData:
+    """The recipe's splits (vitlab.data.splits.open_splits; ``write``: this process records RUN/split.json), an
+    image folder decoded into memory at data.image_size or the model's size."""
+    return open_splits(cfg.data, run_dir, cfg.train.seed, write, size=model_options(cfg).get("img_size"))
 
 
-def load_data(cfg: Config, run_dir: Path, write: bool) -> Data:
-    """Training images (``data.train_limit`` first ones), minus a ``data.dev_fraction`` dev split, and
-    test (held out from the source and recorded in RUN/split.json when it has none; ``write``: rank 0)."""
-    d = cfg.data
-    spec = DatasetSpec.parse(d.dataset)
-    run = open_run_data(spec, run_dir, d.test_fraction, cfg.train.seed, d.data_dir,
-                        size=d.image_size or model_options(cfg).get("img_size"), on_error=d.on_error,
-                        cache=d.cache, write=write, in_memory=d.in_memory)
-    train, test, notes = run.train, run.test, list(run.notes)
-    if d.train_limit:
-        train = train.subset(torch.arange(min(d.train_limit, len(train))))
-    if d.dev_fraction > 0:
-        train, dev = train_dev_split(train, d.dev_fraction, seed=cfg.train.seed)
-        return Data(train, dev, "dev", test, run.test_name, spec, list(train.classes), notes)
-    return Data(train, test, "test", test, run.test_name, spec, list(train.classes), notes)
-
-
-def build_run_model(cfg: Config, data: Data) -> nn.Module:
+def build_run_model(cfg: Config, data: RunData) -> nn.Module:
     """``build_model`` for ``data``: for a data set given as a path, input channels and image size come
     from the images unless the recipe sets them (a note on what was chosen goes to ``data.notes``)."""
     options, size_key = model_options(cfg), "model.img_size"
@@ -56,8 +31,6 @@ def build_run_model(cfg: Config, data: Data) -> nn.Module:
     model = build_model(cfg, data.classes, options)
     check_channels(model.cfg.in_chans, data.train, data.spec, cfg.model.weights or cfg.model.name)
     return model
-
-
 
 
 def build_model(cfg: Config, classes: list[str], options: dict[str, Any] | None = None) -> nn.Module:

@@ -11,7 +11,7 @@ import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Literal, Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 import torch
@@ -19,7 +19,7 @@ from torch import Tensor
 
 from ...errors import require
 from ..holdout import train_dev_split
-from ..base import Source, as_index
+from ..base import InMemorySource, as_index
 
 PathLike = str | os.PathLike
 
@@ -32,7 +32,7 @@ NAMED_DATASETS = ("fashion_mnist", "mnist", "mnist5k", "cifar10", "cifar100", "d
 
 
 @dataclass(eq=False)
-class ImageDataset(Source):
+class ImageDataset(InMemorySource):
     """Images and labels in memory: `images` uint8 (N, C, H, W), `labels` int64 (N,), `classes` names.
 
     `skipped` lists (path, reason) for files a loader could not use, so nothing is dropped silently.
@@ -43,7 +43,6 @@ class ImageDataset(Source):
     classes: list[str]
     skipped: list[tuple[str, str]] = field(default_factory=list)
     paths: list[str] | None = None  # image folders: each image's path relative to the folder (held-out split lists)
-    in_memory: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
@@ -56,14 +55,6 @@ class ImageDataset(Source):
 
     def __getitem__(self, i: int) -> tuple[Tensor, int]:
         return self.images[i], int(self.labels[i])
-
-    @property
-    def image_size(self) -> tuple[int, int]:
-        return tuple(self.images.shape[-2:])  # type: ignore[return-value]
-
-    @property
-    def channels(self) -> int:
-        return int(self.images.shape[1])
 
     def subset(self, indices: Sequence[int] | Tensor | np.ndarray) -> ImageDataset:
         """A new dataset with the given rows (index list or boolean mask); class names are kept whole."""

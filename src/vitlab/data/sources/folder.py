@@ -16,7 +16,7 @@ import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import ClassVar, Literal, Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ...utils.size import SizeLike, to_2tuple
-from ..base import Source, Strings, as_index
+from ..base import EncodedSource, Source, Strings, as_index, describe_skipped, report_or_raise
 from .arrays import ImageDataset
 from .cached import read_cached, write_cached
 from .images import cannot_read, guess_channels, image_extensions, image_to_array, load_image, unusable_reason
@@ -92,27 +92,6 @@ def _read_cache(path: Path, fingerprint: str) -> ImageDataset | None:
                         skipped, paths=z["paths"].tolist())
 
 
-def _report_skipped(root: Path, skipped: list[tuple[str, str]], limit: int = 20) -> str:
-    lines = [f"{len(skipped)} file(s) in {root} could not be used:"]
-    lines += [f"  {p}: {why}" for p, why in skipped[:limit]]
-    if len(skipped) > limit:
-        lines.append(f"  ... and {len(skipped) - limit} more (see dataset.skipped)")
-    return "\n".join(lines)
-
-
-def report_or_raise(root: Path, skipped: list[tuple[str, str]], on_error: str, report: bool = True) -> None:
-    """on_error="raise": a ValueError listing the unusable files; else they are printed (stderr) when
-    ``report`` (callers that list them themselves, as `vitlab data` does, say False)."""
-    if not skipped:
-        return
-    if on_error == "raise":
-        raise ValueError(_report_skipped(root, skipped) + "\nfix or remove them, or skip them "
-                         "(on_error='skip', --on-error skip, data.on_error=skip)")
-    if report:
-        print(_report_skipped(root, skipped) + "\n(skipped; on_error='raise', --on-error raise or data.on_error=raise "
-              "stops instead)", file=sys.stderr)
-
-
 def load_image_folder(
     root: PathLike,
     size: SizeLike | None = None,
@@ -173,7 +152,7 @@ def load_image_folder(
                 labels.append(label)
                 paths.append(p.relative_to(root).as_posix())
     if not arrays:
-        raise ValueError(f"no readable images under {root}" + ("\n" + _report_skipped(root, skipped) if skipped else ""))
+        raise ValueError(f"no readable images under {root}" + ("\n" + describe_skipped(root, skipped) if skipped else ""))
     report_or_raise(root, skipped, on_error, report)
     out_c = channels or (3 if any(a.ndim == 3 for a in arrays) else 1)
     images = np.stack([a[..., None].repeat(out_c, -1) if a.ndim == 2 else a for a in arrays]).transpose(0, 3, 1, 2)
@@ -190,15 +169,12 @@ def load_image_folder(
 
 
 # ------------------------------------------------------------------------------------------- lazy folders
-class FolderSource(Source):
+class FolderSource(EncodedSource):
     """An image folder read lazily: paths and labels in memory (compact arrays), pixels on disk.
 
     ``read_bytes(i)`` returns the file's encoded bytes; decoding, cropping and resizing happen per sample
     in the pipeline's worker processes (vitlab.data.pipeline). ``channels`` is 1 when the sampled headers
     are all grayscale, else 3."""
-
-    in_memory: ClassVar[bool] = False
-    image_size = None  # images keep their own sizes
 
     def __init__(self, root: PathLike, paths: Strings, labels: Tensor, classes: Sequence[str],
                  skipped: list[tuple[str, str]], channels: int) -> None:
@@ -264,7 +240,7 @@ def open_folder_lazy(root: PathLike, on_error: Literal["skip", "raise"] = "skip"
     if src is None:
         classes, files, skipped = _scan_folder(root)
         if not files:
-            raise ValueError(f"no readable images under {root}" + ("\n" + _report_skipped(root, skipped) if skipped else ""))
+            raise ValueError(f"no readable images under {root}" + ("\n" + describe_skipped(root, skipped) if skipped else ""))
         paths = Strings([p.relative_to(root).as_posix() for p, _ in files])
         labels = torch.tensor([label for _, label in files], dtype=torch.int64)
         found = channels or guess_channels(lambda i: root / paths[i], len(paths))

@@ -30,7 +30,7 @@ import io
 import os
 import re
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Sequence
+from typing import Any, Literal, Sequence
 from urllib.parse import parse_qsl
 
 import numpy as np
@@ -38,8 +38,7 @@ import torch
 from torch import Tensor
 
 from ...errors import NoTestSplitError, require
-from ..base import SPLIT_DIRS, Source, as_index
-from .folder import report_or_raise
+from ..base import SPLIT_DIRS, EncodedSource, as_index, report_or_raise
 from .images import cannot_read, guess_channels
 
 PathLike = str | os.PathLike
@@ -165,14 +164,10 @@ def _labels(table: Any, column: str) -> tuple[np.ndarray, list[str]]:
     return labels, [str(i) for i in range(int(labels.max(initial=-1)) + 1)]
 
 
-class HFSource(Source):
+class HFSource(EncodedSource):
     """Rows of a Hugging Face table read lazily: the table memory-mapped, labels in memory, each row's
     encoded image handed out by ``read_bytes(i)``. No per-row names (``paths`` None): held-out splits are
     saved by row number, which a saved table keeps."""
-
-    in_memory: ClassVar[bool] = False
-    image_size = None
-    paths = None
 
     def __init__(self, table: Any, column: str, rows: np.ndarray, labels: Tensor, classes: Sequence[str],
                  skipped: list[tuple[str, str]], channels: int, where: str) -> None:

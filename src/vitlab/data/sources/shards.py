@@ -49,7 +49,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from glob import glob
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Literal, Sequence
+from typing import Any, Iterator, Literal, Sequence
 
 import numpy as np
 import torch
@@ -57,9 +57,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ...errors import NoTestSplitError
-from ..base import SPLIT_DIRS, Source, Strings, as_index
+from ..base import SPLIT_DIRS, EncodedSource, Strings, as_index, report_or_raise
 from .cached import read_cached, write_cached
-from .folder import report_or_raise
 from .images import cannot_read, guess_channels, image_extensions
 
 PathLike = str | os.PathLike
@@ -251,14 +250,11 @@ def index_path(files: Sequence[Path], key: str, cache: PathLike | None) -> Path:
 
 
 # ------------------------------------------------------------------------------------------- the source
-class ShardSource(Source):
+class ShardSource(EncodedSource):
     """Samples of WebDataset tar shards, read by random access: per sample the shard, byte offset and
     size of its image (``shard``, ``offset``, ``size``), its key (``paths``, stable over re-indexing, by
     which held-out splits are saved), label; ``read_bytes(i)`` is one pread. ``shard`` also lets the
     shard-sequential schedule (vitlab.data.shard_order) give each reader whole stretches of shards."""
-
-    in_memory: ClassVar[bool] = False
-    image_size = None  # images keep their own sizes
 
     def __init__(self, files: Sequence[PathLike], shard: np.ndarray, offset: np.ndarray, size: np.ndarray,
                  keys: Strings, labels: Tensor, classes: Sequence[str], skipped: list[tuple[str, str]],
