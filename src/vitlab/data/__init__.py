@@ -1,7 +1,9 @@
 """Data, in the order images flow: source -> split -> sampler -> per-sample pipeline -> batch operations.
 
-base.py       Source: len, labels (int64), classes, skipped files, paths; in memory (``images`` uint8 N,C,H,W)
-              or encoded (``read_bytes(i)``, ``name(i)``); Strings (compact path lists for forked workers)
+recipe.py     DataSection: the recipe's ``data:`` section
+base.py       Source: len, labels (int64), classes, skipped files, paths, channels, image_size; InMemorySource
+              (``images`` uint8 N,C,H,W) or EncodedSource (``read_bytes(i)``, ``name(i)``); report_or_raise;
+              Strings (compact path lists for forked workers)
 spec.py       DatasetSpec: the user's dataset string parsed once (named set, .npz, IDX, CIFAR, image folder, tar
               shards, Hugging Face table; prefixes folder:, wds:/shards:, hf:); open_dataset, has_test_split
 sources/      one module per kind
@@ -13,20 +15,23 @@ sources/      one module per kind
     hf.py       Hugging Face datasets tables (HFSource): saved to disk, parquet/arrow directories, imagefolder
 pack.py       `vitlab data pack`: any source written as WebDataset tar shards with a dataset.json index
 holdout.py    holdout_mask, train_dev_split: stratified, seeded held-out shares (indices only)
-splits.py     open_run_data -> RunData(train, test, held_out, notes): the source's test split or a held-out
-              one listed in RUN/split.json; open_heldout, open_eval_data (what `vitlab eval RUN` reads)
-sampler.py    BatchSchedule: the rows of micro-batch (step, k) and every random seed, from (seed, epoch, step, k)
+splits.py     open_splits / open_run_data -> RunData(train, test, dev, notes): the source's test split or a
+              held-out one listed in RUN/split.json, and a dev split; open_heldout, open_eval_data (`vitlab eval RUN`)
+sampler.py    StepGrid (the step arithmetic); BatchSchedule: the rows of micro-batch (step, k) and every random
+              seed, from (seed, epoch, step, k)
 shard_order.py ShardSchedule: shard-sequential rows per reader from (seed, epoch, world size, workers);
-              training_schedule picks one of the two (data.shard_order)
+              schedule_for picks one of the two on a StepGrid (data.shard_order)
 pipeline.py   per-sample decode / Inception crop on the original / flip / resize in DataLoader workers;
-              train_batches (InMemoryBatches | StreamingBatches), eval_batches, materialize
+              batch providers (InMemoryBatches | StreamingBatches), eval_batches, materialize
 preprocess.py Preprocess: the one test-time resize/crop definition (whole | shorter, crop_pct, filter), part of a
               model's metadata; resize_pil (one image) and resize_batch (uint8 batches)
 transforms.py batched ops on uint8 (B,C,H,W): TrainTransform (crop+flip when in memory, shifts, RandAugment,
               erasing, normalisation), EvalTransform (Preprocess + normalisation; .for_model(cfg)), Mixup, NORMALIZE
+input.py      InputPipeline: what the trainer reads images through (schedule, augmentation halves, evaluation
+              shares, the run's data lines), built once from the recipe, the splits, a StepGrid and a Layout
 """
 from ..errors import MissingDependencyError
-from .base import Source
+from .base import EncodedSource, InMemorySource, Source
 from .holdout import holdout_mask, train_dev_split
 from .sources import (
     DIGIT_CLASSES,
@@ -61,12 +66,14 @@ from .transforms import NORMALIZE, EvalTransform, Mixup, TrainTransform, get_nor
 __all__ = [
     "DIGIT_CLASSES",
     "DatasetSpec",
+    "EncodedSource",
     "FASHION_MNIST_CLASSES",
     "NORMALIZE",
     "EvalTransform",
     "HFSource",
     "ImageDataset",
     "ImageTooLargeError",
+    "InMemorySource",
     "MissingDependencyError",
     "Mixup",
     "NoTestSplitError",

@@ -14,6 +14,7 @@ what a run decides about its input:
 
     inputs = InputPipeline(cfg.data, splits, plan.grid, Layout.of(...), model.cfg)
     batches = inputs.train_batches(start_step)      # .get(step, k) -> uint8 images, labels
+    gen.manual_seed(inputs.seed_of(step, k))
     x = inputs.augmentation.batched(images, gen)    # model input
     for x, y in inputs.eval_batches("test", model.cfg): ...
 """
@@ -27,7 +28,7 @@ from torch import Tensor
 
 from .pipeline import Batches, CropSpec, InMemoryBatches, StreamingBatches, default_workers, eval_batches
 from .recipe import DataSection
-from .sampler import StepGrid
+from .sampler import StepGrid, stream_seed
 from .shard_order import ShardSchedule, schedule_for
 from .splits import RunData
 from .transforms import EvalTransform, TrainTransform
@@ -83,6 +84,11 @@ class InputPipeline:
     @property
     def classes(self) -> list[str]:
         return self.data.classes
+
+    def seed_of(self, step: int, k: int) -> int:
+        """The seed of everything random in micro-batch k of ``step`` (its batched augmentation, mixup, masks,
+        dropout): a pure function of (seed, step, k), so a resumed run or another process count draws the same."""
+        return stream_seed(self.grid.seed, step, k)
 
     def train_batches(self, start_step: int) -> Batches:
         """The training micro-batches from ``start_step`` on (a resumed run reads no skipped sample): gathered on

@@ -139,12 +139,12 @@ class Config:
         if not s.steps and (s.epochs is None or s.epochs < 1):
             raise ValueError(f"schedule.epochs={s.epochs}, schedule.steps={s.steps}: set schedule.epochs >= 1 or "
                              "schedule.steps >= 1")
-        for i, st in enumerate(s.stages or ()):
+        for i, stage in enumerate(s.stages or ()):
             prev = s.stages[i - 1].epoch if i else -1.0
-            if st.epoch < 0 or st.epoch <= prev:
-                raise ValueError(f"schedule.stages[{i}].epoch={st.epoch}: stages need increasing start epochs >= 0")
-            if (st.img_size is not None and st.img_size < 1) or (st.lr is not None and st.lr <= 0) or st.warmup_epochs < 0:
-                raise ValueError(f"schedule.stages[{i}]: img_size and lr must be > 0 and warmup_epochs >= 0, got {st}")
+            if stage.epoch < 0 or stage.epoch <= prev:
+                raise ValueError(f"schedule.stages[{i}].epoch={stage.epoch}: stages need increasing start epochs >= 0")
+            if (stage.img_size is not None and stage.img_size < 1) or (stage.lr is not None and stage.lr <= 0) or stage.warmup_epochs < 0:
+                raise ValueError(f"schedule.stages[{i}]: img_size and lr must be > 0 and warmup_epochs >= 0, got {stage}")
         if not 0 <= r.ema_decay < 1:
             raise ValueError(f"train.ema_decay={r.ema_decay} must be in [0, 1)")
         if r.keep_last < 1 or r.ckpt_every_steps < 0 or r.log_every_steps < 1 or r.eval_every_epochs < 1:

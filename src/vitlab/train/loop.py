@@ -30,9 +30,7 @@ from typing import Any, Iterator
 import torch
 import torch.nn.functional as F
 
-from ..data.input import InputPipeline, Layout
-from ..data.pipeline import Batches
-from ..data.sampler import stream_seed
+from ..data.input import Batches, InputPipeline, Layout
 from ..utils.figures import rounded
 from ..utils.io import atomic_write
 from ..weights.runs import CONFIG_FILE, MODEL_DIR, SKIPPED_FILE
@@ -199,7 +197,7 @@ def train_step(run: Run, batches: Batches, signalled: int | None) -> tuple[float
     for a in range(accum):
         k = a * d.world + d.rank  # this micro-batch's index in the global batch
         images, labels = batches.get(st.step, k)
-        seed = stream_seed(cfg.train.seed, st.step, k)
+        seed = run.inputs.seed_of(st.step, k)
         st.gen.manual_seed(seed)
         torch.manual_seed(seed)  # dropout and stochastic depth
         x = augment(images, st.gen)

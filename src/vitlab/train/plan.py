@@ -59,16 +59,16 @@ def make_plan(cfg: Config, n_train: int, world: int, img_size: Size, check_size:
     warmup = s.warmup_steps if s.warmup_steps is not None else round(s.warmup_epochs * steps_per_epoch)
     sizes = [(0, img_size)]
     cycles = {0: (0, cfg.optim.lr, warmup)}
-    for i, st in enumerate(s.stages or ()):
-        start = round(st.epoch * steps_per_epoch)
-        size = (st.img_size,) * 2 if st.img_size else img_size
+    for i, stage in enumerate(s.stages or ()):
+        start = round(stage.epoch * steps_per_epoch)
+        size = (stage.img_size,) * 2 if stage.img_size else img_size
         try:
             check_size(size)
         except ValueError as e:
             raise ValueError(f"schedule.stages[{i}].img_size={size[0]}: {e}") from None
         sizes.append((start, size))
-        if st.lr is not None:
-            cycles[start] = (start, st.lr, round(st.warmup_epochs * steps_per_epoch))
+        if stage.lr is not None:
+            cycles[start] = (start, stage.lr, round(stage.warmup_epochs * steps_per_epoch))
     grid = StepGrid(n_train, cfg.train.seed, steps_per_epoch, s.steps or s.epochs * steps_per_epoch, data.batch_size,
                     data.batch_size // parts, data.accum_steps, world, rank)
     return Plan(grid, tuple(sizes), tuple(sorted(cycles.values())), s)

@@ -41,24 +41,24 @@ class TrainState:
 
         return get_optimizer_state_dict(self.trained, self.optimizer)
 
-    def load_state_dict(self, st: dict[str, Any], sharded: bool) -> None:
+    def load_state_dict(self, saved: dict[str, Any], sharded: bool) -> None:
         """Everything ``state_dict`` saved, into this state (the model at the checkpoint's image size already)."""
-        self.model.load_state_dict(st["model"])
-        if st["pretext"] is not None:
-            self.objective.load_state_dict(st["pretext"])
+        self.model.load_state_dict(saved["model"])
+        if saved["pretext"] is not None:
+            self.objective.load_state_dict(saved["pretext"])
         if sharded:
             from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
 
-            set_optimizer_state_dict(self.trained, self.optimizer, st["optimizer"])
+            set_optimizer_state_dict(self.trained, self.optimizer, saved["optimizer"])
         else:
-            self.optimizer.load_state_dict(st["optimizer"])
+            self.optimizer.load_state_dict(saved["optimizer"])
         if self.ema is not None:
-            if st["ema"] is None:
+            if saved["ema"] is None:
                 raise ValueError("the checkpoint has no EMA state but train.ema_decay > 0; resume without EMA")
-            self.ema.load_state_dict(st["ema"])
-        torch.set_rng_state(st["rng"]["torch"])
-        self.gen.set_state(st["rng"]["aug"])
-        if "cuda" in st["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(st["rng"]["cuda"])
-        self.step, self.best, self.train_time = int(st["step"]), float(st["best"]), float(st["train_time"])
+            self.ema.load_state_dict(saved["ema"])
+        torch.set_rng_state(saved["rng"]["torch"])
+        self.gen.set_state(saved["rng"]["aug"])
+        if "cuda" in saved["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(saved["rng"]["cuda"])
+        self.step, self.best, self.train_time = int(saved["step"]), float(saved["best"]), float(saved["train_time"])
         self.last_saved = self.step
