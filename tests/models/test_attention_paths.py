@@ -136,3 +136,13 @@ def test_unknown_impl_is_named():
     _set_impl(model, "flash")
     with pytest.raises(ValueError, match="flash"):
         model(torch.randn(1, 1, 28, 28))
+
+
+def test_the_probe_leaves_the_global_random_stream_alone():
+    """A probe runs inside a training step, after the step seeded dropout and stochastic depth: drawing its
+    random tensors from the global stream would change that step's masks (and a resumed run, which probes at
+    another step, would differ from the uninterrupted one)."""
+    torch.manual_seed(3)
+    before = torch.get_rng_state()
+    attn_kernel.probe(torch.Size((2, 2, 5, 4)), 5, torch.float32, True)
+    assert torch.equal(torch.get_rng_state(), before)

@@ -7,9 +7,13 @@ device, dtype, sequence length and on whether a backward pass follows. On one 2-
 path more. No fixed rule carries over between CPUs, so on a CPU "auto" starts from a rule (explicit up
 to RULE_EXPLICIT_MAX_TOKENS keys, SDPA beyond) and, the first time it meets a new (dtype, heads,
 queries, keys, head_dim, backward?) with enough work to matter, times both kernels on random tensors of
-the call's shape; the other kernel replaces the rule's only when clearly faster, so near-ties do not
-flip between runs (as cudnn.benchmark, a choice can still differ between machines). Small calls (tests,
-toy models) keep the rule and are deterministic. CUDA always takes SDPA (flash / memory-efficient).
+the call's shape; the other kernel replaces the rule's only when clearly faster. As with cudnn.benchmark,
+the choice can differ between machines, and between runs on one machine: the timings are noisy (measured
+on a 2-core Zen 4 at the main job's shape: 3 of 8 idle fresh processes picked SDPA, 5 explicit), and the
+two kernels round differently, so two runs that chose differently differ in the last bits of their
+weights. Set ``Attention.impl`` (vitlab.models.vit) to "explicit" or "sdpa" for bit-identical runs. Small
+calls (tests, toy models) keep the rule and are deterministic. CUDA always takes SDPA (flash /
+memory-efficient).
 """
 from __future__ import annotations
 
@@ -74,12 +78,13 @@ def probe(q_shape: torch.Size, keys: int, dtype: torch.dtype, grad: bool) -> dic
     """Seconds per call of each kernel (forward, and backward when ``grad``) on random CPU tensors."""
     B, H, N, Dh = q_shape
     times = {}
+    g = torch.Generator().manual_seed(0)  # not the global stream: a probe inside a step must not move its dropout
     with torch.autocast("cpu", enabled=False), torch.set_grad_enabled(grad):
         # Laid out as the model's views of one (B, tokens, 3, heads, head_dim) projection output.
-        qkv = torch.randn(B, keys, 3, H, Dh, dtype=dtype, requires_grad=grad)
+        qkv = torch.randn(B, keys, 3, H, Dh, generator=g, dtype=dtype).requires_grad_(grad)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         q = q[:, :, :N]
-        out_grad = torch.randn(B, H, N, Dh, dtype=dtype)
+        out_grad = torch.randn(B, H, N, Dh, generator=g, dtype=dtype)
         kernels: dict[str, Callable[[], Tensor]] = {
             "explicit": lambda: explicit_attention(q, k, v, Dh**-0.5)[0],
             "sdpa": lambda: sdpa_attention(q, k, v, Dh**-0.5),
