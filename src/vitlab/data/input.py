@@ -65,8 +65,9 @@ class Augmentation:
     def from_recipe(cls, recipe: DataSection, model_cfg: Any, streamed: bool) -> Augmentation:
         """``model_cfg``: the model's config (img_size, mean, std, in_chans); ``streamed``: images read from disk."""
         d, mc = recipe, model_cfg
-        batched = TrainTransform(mc.img_size, d.crop_scale, d.crop_ratio, d.flip, mc.mean, mc.std, d.randaugment,
-                                 d.random_erasing, in_chans=mc.in_chans, translate=d.translate, crop=not streamed)
+        batched = TrainTransform(mc.img_size, scale=d.crop_scale, ratio=d.crop_ratio, flip=d.flip, mean=mc.mean,
+                                 std=mc.std, randaugment=d.randaugment, random_erasing=d.random_erasing,
+                                 in_chans=mc.in_chans, translate=d.translate, crop=not streamed)
         per_sample = CropSpec(batched.img_size, d.crop_scale, d.crop_ratio, d.flip) if streamed else None
         return cls(per_sample, batched)
 
